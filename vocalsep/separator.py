@@ -7,17 +7,24 @@ grid and neighbouring blocks share more than one model chunk, so where two block
 computed their output from exactly the chunks a whole-song call would use: the result matches
 ``separate_array`` on the whole song, and the crossfade between blocks (weights summing to one)
 only smooths over numerical noise.
+
+The model is either an exported SavedModel loaded in this process or anything else that calls
+the same signature, such as ``vocalsep.serving.client.ServingClient`` for a model behind TF
+Serving: both reach the same whole-song result, because the block grid is the model's own.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +37,21 @@ Progress = Callable[[float, float | None], None]
 """Called with seconds of the input separated so far and its total duration (None: unknown)."""
 
 
+class StemModel(Protocol):
+    """What ``Separator`` needs of a model: its chunk grid and the ``serving_default`` call.
+
+    ``chunk_length`` and ``overlap_length`` are the model's own chunking in samples at
+    ``sample_rate``; calling it maps a ``[samples, 2]`` float32 mixture to one array per stem.
+    """
+
+    sample_rate: int
+    stems: tuple[str, ...]
+    chunk_length: int
+    overlap_length: int
+
+    def __call__(self, waveform: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
 class Separator:
     """A model loaded once, separating arrays and files.
 
@@ -38,32 +60,32 @@ class Separator:
     block also re-reads one model chunk of context, so neighbouring blocks agree exactly. Blocks
     share about two model chunks (19 s with the default export), which is why the default
     block is long: 120 s blocks recompute under a fifth of the audio, 60 s ones half of it.
+
+    ``model`` is an exported model directory or a ``StemModel`` (e.g. a TF Serving client).
+    ``in_flight`` blocks are sent to the model at once; more than one only pays off for a
+    remote model, where it overlaps network transfer, server queueing and local decoding.
     """
 
     def __init__(
         self,
-        model_dir: str | os.PathLike[str],
+        model: str | os.PathLike[str] | StemModel,
         *,
         block_seconds: float = 120.0,
         overlap_seconds: float = 1.0,
+        in_flight: int = 1,
     ) -> None:
-        if block_seconds <= 0 or overlap_seconds < 0:
+        if block_seconds <= 0 or overlap_seconds < 0 or in_flight < 1:
             raise ValueError(
-                f"block_seconds must be positive and overlap_seconds >= 0, got {block_seconds}, "
-                f"{overlap_seconds}"
+                f"block_seconds and in_flight must be positive and overlap_seconds >= 0, got "
+                f"{block_seconds}, {in_flight}, {overlap_seconds}"
             )
-        model_path = Path(model_dir)
-        if not (model_path / export.METADATA_PATH).is_file():
-            raise ModelNotFoundError(
-                f"{model_path}: not a vocalsep model (no {export.METADATA_PATH}); pass the "
-                "directory written by vocalsep's exporter"
-            )
-        self._model = export.load_separator(model_path)
+        self._model = _load_model(model) if isinstance(model, (str, os.PathLike)) else model
+        self._in_flight = in_flight
         self.sample_rate: int = self._model.sample_rate
         self.stems: tuple[str, ...] = self._model.stems
-        chunk = int(self._model.metadata["chunk_length"])
+        chunk = int(self._model.chunk_length)
         # The model's chunk k starts at k * stride - chunk_overlap within its input.
-        self._stride = chunk - int(self._model.metadata["overlap_length"])
+        self._stride = chunk - int(self._model.overlap_length)
         shared_chunks = math.ceil((chunk + overlap_seconds * self.sample_rate) / self._stride)
         self._shared = max(shared_chunks, 2) * self._stride
         self._crossfade = self._shared - chunk
@@ -85,8 +107,8 @@ class Separator:
         """
         step = self.block_length - self._shared
         pending: dict[str, np.ndarray] | None = None
-        for window, last in _windows(blocks, self.block_length, step):
-            stems = self._model(window)
+        windows = _windows(blocks, self.block_length, step)
+        for window, last, stems in _mapped(self._model, windows, self._in_flight):
             begin = 0 if pending is None else self._stride
             end = len(window) if last else step + self._stride
             if pending is not None:
@@ -158,6 +180,46 @@ class Separator:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return targets
+
+
+def _load_model(model_dir: str | os.PathLike[str]) -> export.Separator:
+    model_path = Path(model_dir)
+    if not (model_path / export.METADATA_PATH).is_file():
+        raise ModelNotFoundError(
+            f"{model_path}: not a vocalsep model (no {export.METADATA_PATH}); pass the "
+            "directory written by vocalsep's exporter"
+        )
+    return export.load_separator(model_path)
+
+
+def _mapped(
+    model: Callable[[np.ndarray], dict[str, np.ndarray]],
+    windows: Iterator[tuple[np.ndarray, bool]],
+    in_flight: int,
+) -> Iterator[tuple[np.ndarray, bool, dict[str, np.ndarray]]]:
+    """``(window, last, model(window))`` in input order, with up to ``in_flight`` calls running.
+
+    Only ``in_flight`` windows are read ahead, so memory stays bounded. On an error (from the
+    model or from reading the input) calls not yet started are cancelled before it propagates.
+    """
+    if in_flight == 1:
+        for window, last in windows:
+            yield window, last, model(window)
+        return
+    with futures.ThreadPoolExecutor(in_flight, thread_name_prefix="separate") as pool:
+        pending: collections.deque[tuple[np.ndarray, bool, futures.Future]] = collections.deque()
+        try:
+            for window, last in windows:
+                pending.append((window, last, pool.submit(model, window)))
+                if len(pending) >= in_flight:
+                    window, last, result = pending.popleft()
+                    yield window, last, result.result()
+            while pending:
+                window, last, result = pending.popleft()
+                yield window, last, result.result()
+        finally:
+            for _, _, result in pending:
+                result.cancel()
 
 
 def _windows(

@@ -4,6 +4,12 @@ TF Serving, the CLI and the Evaluator load the same artifact and need no vocalse
 ``serving_default`` signature takes a stereo waveform of any length and returns one waveform
 per stem. What the model was built with is stored beside it as ``assets.extra/vocalsep.json``
 (TF Serving ignores ``assets.extra``, so it is the conventional place for such metadata).
+
+Two more things are for TF Serving, which exposes only signatures: the ``chunking`` signature
+tells a remote client the model's chunk grid (a client that cuts a song into requests must cut
+on that grid to reproduce the whole-song result), and ``assets.extra/tf_serving_warmup_requests``
+holds requests the server runs before it routes traffic to a new version, so the first user
+request does not pay for graph initialisation.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from vocalsep.model.unet import UNetConfig, build_unet, separate_spectrogram
 
 SIGNATURE_KEY = "serving_default"
 WAVEFORM_INPUT = "waveform"
+CHUNKING_SIGNATURE_KEY = "chunking"
+CHUNKING_OUTPUTS = ("chunk_samples", "overlap_samples", "sample_rate")
 METADATA_PATH = Path("assets.extra") / "vocalsep.json"
+WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
+WARMUP_SHORT_SAMPLES = 4096
 METADATA_FORMAT_VERSION = 1
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
@@ -154,12 +164,9 @@ class SeparationModule(tf.Module):
             if inference_config.jit_compile
             else self._separate_chunks
         )
-        self.serving_default = tf.function(
-            self._separate,
-            input_signature=[
-                tf.TensorSpec([None, config.audio_channels], tf.float32, name=WAVEFORM_INPUT)
-            ],
-        )
+        waveform_spec = tf.TensorSpec([None, config.audio_channels], tf.float32, WAVEFORM_INPUT)
+        self.serving_default = tf.function(self._separate, input_signature=[waveform_spec])
+        self.chunking = tf.function(self._chunking, input_signature=[waveform_spec])
 
     def _separate_chunks(self, chunks: tf.Tensor) -> dict[str, tf.Tensor]:
         """Mixture chunks ``[batch, chunk_length, channels]`` to per-stem chunks."""
@@ -174,6 +181,15 @@ class SeparationModule(tf.Module):
         return {
             stem: dsp.istft(spectrogram, self.config.stft, self.chunk_length)
             for stem, spectrogram in stems.items()
+        }
+
+    def _chunking(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The chunk grid as int64 scalars; ``waveform`` is ignored (a signature needs an input)."""
+        del waveform
+        values = (self.chunk_length, self.overlap_length, self.inference_config.sample_rate)
+        return {
+            name: tf.constant(value, tf.int64)
+            for name, value in zip(CHUNKING_OUTPUTS, values, strict=True)
         }
 
     def _separate(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -219,11 +235,21 @@ def export_saved_model(
     staging_dir = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.", dir=export_dir.parent))
     try:
         tf.saved_model.save(
-            module, str(staging_dir), signatures={SIGNATURE_KEY: module.serving_default}
+            module,
+            str(staging_dir),
+            signatures={
+                SIGNATURE_KEY: module.serving_default,
+                CHUNKING_SIGNATURE_KEY: module.chunking,
+            },
         )
         metadata_file = staging_dir / METADATA_PATH
         metadata_file.parent.mkdir()
         metadata_file.write_text(json.dumps(metadata(config, inference_config), indent=2))
+        write_warmup_requests(
+            staging_dir / WARMUP_PATH,
+            (WARMUP_SHORT_SAMPLES, module.chunk_length),
+            config.audio_channels,
+        )
         if export_dir.exists():
             export_dir.rmdir()
         staging_dir.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
@@ -232,6 +258,27 @@ def export_saved_model(
         shutil.rmtree(staging_dir, ignore_errors=True)
         raise
     return export_dir
+
+
+def write_warmup_requests(path: Path, lengths: tuple[int, ...], channels: int) -> None:
+    """TF Serving's warm-up file: one silent ``serving_default`` request per length.
+
+    A short request and a whole chunk exercise both the padded and the full-chunk paths, so
+    every op the graph uses is initialised before the version takes traffic.
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for length in lengths:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.signature_name = SIGNATURE_KEY
+            request.inputs[WAVEFORM_INPUT].CopyFrom(
+                tf.make_tensor_proto(np.zeros((length, channels), np.float32))
+            )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
 
 
 def read_metadata(export_dir: str | Path) -> dict[str, Any]:
@@ -252,6 +299,8 @@ class Separator:
         self.stems = tuple(self.metadata["outputs"])
         self.audio_channels = self.metadata["unet"]["audio_channels"]
         self.sample_rate = self.metadata["inference"]["sample_rate"]
+        self.chunk_length: int = self.metadata["chunk_length"]
+        self.overlap_length: int = self.metadata["overlap_length"]
         self._loaded = tf.saved_model.load(str(export_dir))
         self._signature = self._loaded.signatures[SIGNATURE_KEY]
 
