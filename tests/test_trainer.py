@@ -7,6 +7,7 @@ so a run takes seconds instead of a Beam pipeline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig, samples_for_frames
 from vocalsep.data.examples import SOURCES, make_example
 from vocalsep.data.pipeline import data_components
-from vocalsep.model import augment, export, trainer
+from vocalsep.model import augment, export, trainer, unet
 from vocalsep.model.unet import UNetConfig
 from vocalsep.transforms import preprocessing
 
@@ -293,3 +294,51 @@ def test_eval_tracks_come_from_raw_whole_track_examples_only(data: Data, tmp_pat
     np.testing.assert_array_equal(tracks[0]["vocals"], data.eval_tracks[0]["vocals"][:1000])
     assert trainer.read_eval_tracks(data.files, limit=2, max_samples=1000) == []
     assert trainer.read_eval_tracks([str(tmp_path / "missing*")], limit=2, max_samples=1) == []
+
+
+def test_best_weights_survive_a_restart_and_restore_into_the_model(tmp_path: Path) -> None:
+    model = unet.build_unet(UNetConfig.tiny())
+    best = trainer._BestWeights(tmp_path, model)
+    assert not best.restore()
+    saved = [weights.copy() for weights in model.get_weights()]
+    best.offer(2.5, 100)
+    best.offer(1.0, 200)  # worse: the weights of step 100 stay
+    model.set_weights([weights + 1.0 for weights in saved])
+    reopened = trainer._BestWeights(tmp_path, model)
+    assert (reopened.sdr, reopened.step) == (2.5, 100)
+    assert reopened.restore()
+    for restored, expected in zip(model.get_weights(), saved, strict=True):
+        np.testing.assert_array_equal(restored, expected)
+
+
+def test_training_stops_early_and_exports_the_best_epoch(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation scores are scripted so the stopping rule is tested, not the optimiser."""
+    scores = iter([1.0, 3.0, 2.0, 2.9, 2.0, 5.0])
+    monkeypatch.setattr(trainer, "validation_sdr", lambda *args: next(scores))
+    config = _config(steps=60, steps_per_epoch=5, patience=2)
+    result = _train(
+        data,
+        config,
+        tmp_path / "run",
+        serving_model_dir=tmp_path / "serving",
+        eval_tracks=data.eval_tracks[:1],
+    )
+    assert result.last_step == 20  # epoch 2 was the best; epochs 3 and 4 did not beat it
+    assert result.validation_sdrs == (1.0, 3.0, 2.0, 2.9)
+    record = json.loads((tmp_path / "run" / trainer.BEST_DIR / trainer.BEST_RECORD).read_text())
+    assert record == {"sdr": 3.0, "step": 10}
+    assert (result.export_dir / "saved_model.pb").exists()
+
+
+def test_eval_tracks_from_roots_are_the_roots_eval_split(tmp_path: Path) -> None:
+    synth.write_dataset(tmp_path / "songs", 3, 1.0, seed=2, layout="generic")
+    root = roots.DatasetRoot(
+        str(tmp_path / "songs"), split_rule="list", validation_tracks=("synth_001",)
+    )
+    tracks = trainer.eval_tracks_from_roots([root.to_dict()], limit=5, max_samples=1000)
+    assert len(tracks) == 1
+    assert tracks[0]["vocals"].shape == (1000, 2)
+    expected = synth.generate_track(synth.track_seed(2, 1), 1.0)["vocals"][:1000]
+    np.testing.assert_allclose(tracks[0]["vocals"], expected, atol=1e-4)

@@ -10,6 +10,7 @@ checkpoint; the final model is written with ``export.export_saved_model``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,12 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from vocalsep.audio import dsp
+from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES, parse_example
+from vocalsep.data.roots import DatasetRoot, discover_all
+from vocalsep.data.splits import EVAL
+from vocalsep.data.tracks import load_track
+from vocalsep.errors import AudioError, TrackRejectedError
 from vocalsep.model import augment, export
 from vocalsep.model.unet import (
     UNetConfig,
@@ -35,6 +41,8 @@ from vocalsep.transforms import preprocessing
 
 MODEL_SIZES = ("default", "tiny")
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+BEST_RECORD = "best.json"
 TENSORBOARD_DIR = "tensorboard"
 MIXED_POLICY = "mixed_float16"
 RAW_TRACK_FEATURES = (*SOURCES, "track_id", "split", "num_samples")
@@ -50,6 +58,10 @@ class TrainerConfig:
 
     ``patch_frames`` of 0 keeps the model size's own patch length. An "epoch" is just
     ``steps_per_epoch`` steps: the progress line, the validation SDR and a checkpoint.
+    Validation tracks come from ``eval_roots`` (dataset roots as ``DatasetRoot.to_dict``,
+    their eval split) when given, else from the Trainer's eval files. With validation, the
+    export holds the weights of the best-scoring epoch, and ``patience`` epochs without a new
+    best stop the run early (0: never stop early).
     """
 
     model_size: str = "default"
@@ -64,6 +76,8 @@ class TrainerConfig:
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     eval_tracks: int = 3
     eval_seconds: float = 30.0
+    eval_roots: tuple[Mapping[str, Any], ...] = ()
+    patience: int = 0
     checkpoints_to_keep: int = 3
 
     def __post_init__(self) -> None:
@@ -76,6 +90,9 @@ class TrainerConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.patch_frames < 0 or self.eval_tracks < 0 or self.eval_seconds <= 0:
             raise ValueError("patch_frames and eval_tracks must be >= 0, eval_seconds positive")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+        object.__setattr__(self, "eval_roots", tuple(self.eval_roots))
 
     def unet_config(self) -> UNetConfig:
         """The architecture for ``model_size``, with ``patch_frames`` overridden if set."""
@@ -202,6 +219,32 @@ def read_eval_tracks(
     return tracks
 
 
+def eval_tracks_from_roots(
+    root_dicts: Sequence[Mapping[str, Any]], limit: int, max_samples: int
+) -> list[dict[str, np.ndarray]]:
+    """Up to ``limit`` eval-split tracks of the roots, decoded as ExampleGen would.
+
+    Unusable tracks are logged and skipped, as ExampleGen rejects them; the roots' own split
+    rules decide eval, so these are exactly the tracks the Evaluator scores.
+    """
+    dataset_roots = [DatasetRoot.from_dict(values) for values in root_dicts]
+    sources = [track for track in discover_all(dataset_roots) if track.split == EVAL]
+    tracks = []
+    for source in sources[:limit]:
+        try:
+            audio = load_track(source, IngestConfig())
+        except (AudioError, TrackRejectedError) as error:
+            logger.warning("validation skips %s: %s", source.track_id, error)
+            continue
+        tracks.append(
+            {
+                "vocals": audio.vocals[:max_samples],
+                "accompaniment": audio.accompaniment[:max_samples],
+            }
+        )
+    return tracks
+
+
 def validation_sdr(
     model: keras.Model,
     tracks: Sequence[Mapping[str, np.ndarray]],
@@ -230,6 +273,35 @@ class TrainResult:
     losses: tuple[float, ...]
     validation_sdrs: tuple[float, ...]
     export_dir: Path | None
+
+
+class _BestWeights:
+    """The weights of the best validation epoch, on disk so a resumed run keeps them."""
+
+    def __init__(self, run_dir: Path, model: keras.Model) -> None:
+        self._weights_prefix = str(run_dir / BEST_DIR / "weights")
+        self._record = run_dir / BEST_DIR / BEST_RECORD
+        self._model = model
+        record = json.loads(self._record.read_text()) if self._record.exists() else {}
+        self.sdr: float = record.get("sdr", -math.inf)
+        self.step: int = record.get("step", 0)
+
+    def offer(self, sdr: float, step: int) -> None:
+        """Keeps the model's current weights if ``sdr`` beats the best so far."""
+        if sdr <= self.sdr:
+            return
+        self.sdr, self.step = sdr, step
+        self._model.save_weights(self._weights_prefix)
+        temporary = self._record.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"sdr": sdr, "step": step}))
+        temporary.replace(self._record)
+
+    def restore(self) -> bool:
+        """Loads the best weights into the model; False when no epoch was validated."""
+        if not self._record.exists():
+            return False
+        self._model.load_weights(self._weights_prefix)
+        return True
 
 
 def _strategy() -> tf.distribute.Strategy:
@@ -318,6 +390,7 @@ def train(
         return total / tf.cast(count, tf.float32)
 
     writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
+    best = _BestWeights(run_dir, model)
     losses: list[float] = []
     sdrs: list[float] = []
     step = first_step
@@ -330,9 +403,13 @@ def train(
             mask_power = inference_config.mask_power
             sdr = validation_sdr(model, eval_tracks, mean, scale, config, mask_power)
             sdrs.append(sdr)
-            validation = f"validation vocals SDR {sdr:.2f} dB on {len(eval_tracks)} tracks"
+            best.offer(sdr, step)
+            validation = (
+                f"validation vocals SDR {sdr:.2f} dB on {len(eval_tracks)} tracks "
+                f"(best {best.sdr:.2f} dB at step {best.step})"
+            )
         else:
-            validation = "validation skipped (no whole-track raw eval examples)"
+            validation = "validation skipped (no eval tracks)"
         with writer.as_default(step=step):
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("learning_rate", schedule(step))
@@ -340,10 +417,18 @@ def train(
                 tf.summary.scalar("validation_vocals_sdr", sdrs[-1])
         manager.save(checkpoint_number=step)
         logger.info("step %d/%d: loss %.5f, %s", step, trainer_config.steps, loss, validation)
+        stale_epochs = (step - best.step) // trainer_config.steps_per_epoch
+        if eval_tracks and trainer_config.patience and stale_epochs >= trainer_config.patience:
+            logger.info(
+                "early stop at step %d: no better validation SDR for %d epochs", step, stale_epochs
+            )
+            break
     writer.flush()
 
     export_dir = None
     if serving_model_dir is not None:
+        if best.restore():
+            logger.info("exporting the best epoch: step %d, %.2f dB", best.step, best.sdr)
         export_dir = export.export_saved_model(
             model, mean, scale, config, inference_config, serving_model_dir
         )
@@ -366,9 +451,14 @@ def run_fn(fn_args: Any) -> None:
     # Every transformed example carries the same statistics, so any train file will do.
     mean, scale = preprocessing.read_statistics(train_files[0])
     eval_samples = math.ceil(trainer_config.eval_seconds * export.InferenceConfig().sample_rate)
-    eval_tracks = read_eval_tracks(
-        fn_args.eval_files or [], trainer_config.eval_tracks, eval_samples
-    )
+    if trainer_config.eval_roots:
+        eval_tracks = eval_tracks_from_roots(
+            trainer_config.eval_roots, trainer_config.eval_tracks, eval_samples
+        )
+    else:
+        eval_tracks = read_eval_tracks(
+            fn_args.eval_files or [], trainer_config.eval_tracks, eval_samples
+        )
     train(
         trainer_config,
         train_files,

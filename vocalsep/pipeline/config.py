@@ -1,0 +1,124 @@
+"""Every setting of a pipeline run, in one place, and the named recipes built from them.
+
+``PipelineConfig`` is what ``create_pipeline`` consumes; runners (local, Kubeflow) only add
+where the pipeline root and metadata live. Recipes are plain functions so the shipped model's
+training run (``default_model``) and the README demo (``demo``) are reviewable code, not
+command lines in a notebook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vocalsep.data.config import IngestConfig
+from vocalsep.data.roots import DatasetRoot, musdb_root
+from vocalsep.model.trainer import TrainerConfig
+
+DEFAULT_MODEL_NAME = "vocalsep"
+LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+# The container image every Kubeflow step runs in (built by `make image`).
+DEFAULT_IMAGE = "ghcr.io/vocalsep/vocalsep-pipeline:0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingConfig:
+    """The Evaluator's gate: vocals SDR above ``floor_db`` and, when a model is already
+    served, at least ``min_improvement_db`` above it (museval median, eval split)."""
+
+    floor_db: float = 0.0
+    min_improvement_db: float = 0.0
+    report_tracks: int = 3
+    workers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerResources:
+    """What the Trainer asks of Kubeflow; the local runner ignores it."""
+
+    gpus: int = 1
+    gpu_resource: str = "nvidia.com/gpu"
+    cpu: str = "8"
+    memory: str = "32G"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One pipeline run. ``serving_base_dir`` is TF Serving's model base path: the Pusher
+    writes ``<serving_base_dir>/<model_name>/<version>/`` and the Evaluator's baseline is the
+    newest version there."""
+
+    data_roots: tuple[DatasetRoot, ...]
+    pipeline_root: str
+    serving_base_dir: str
+    pipeline_name: str = "vocalsep"
+    model_name: str = DEFAULT_MODEL_NAME
+    ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    eval_percent: int = 10
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    blessing: BlessingConfig = dataclasses.field(default_factory=BlessingConfig)
+    trainer_resources: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+    beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
+    enable_cache: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_roots", tuple(self.data_roots))
+        object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
+
+    def trainer_custom_config(self) -> dict[str, Any]:
+        """The Trainer's ``custom_config``: its settings, validating on the data's eval split."""
+        values = trainer_config_dict(self.trainer)
+        if not values["eval_roots"]:
+            values["eval_roots"] = [root.to_dict() for root in self.data_roots]
+        return values
+
+
+def trainer_config_dict(config: TrainerConfig) -> dict[str, Any]:
+    """``TrainerConfig`` as JSON-ready values (``TrainerConfig.from_dict`` reads them back)."""
+    values = dataclasses.asdict(config)
+    values["eval_roots"] = [dict(root) for root in config.eval_roots]
+    return values
+
+
+# The shipped default model's run (models/README.md): MUSDB18-7 train split only (MIR-1K at
+# equal weight hurt, ../shared/data/README.md), validated on the 14 official clips.
+DEFAULT_MODEL_TRAINER = TrainerConfig(
+    model_size="default",
+    steps=1500,
+    steps_per_epoch=100,
+    batch_size=16,
+    patch_frames=128,
+    learning_rate=3e-4,
+    final_learning_rate_fraction=0.05,
+    seed=0,
+    shuffle_buffer=200,
+    eval_tracks=14,
+    eval_seconds=30.0,
+    patience=5,
+)
+
+
+def default_model(
+    musdb_path: str, pipeline_root: str, serving_base_dir: str, **overrides: Any
+) -> PipelineConfig:
+    """The recipe of the shipped model (``make train-default``)."""
+    return PipelineConfig(
+        data_roots=(musdb_root(musdb_path),),
+        pipeline_root=pipeline_root,
+        serving_base_dir=serving_base_dir,
+        pipeline_name="vocalsep-default-model",
+        trainer=DEFAULT_MODEL_TRAINER,
+        **overrides,
+    )
+
+
+def with_trainer(config: PipelineConfig, values: Mapping[str, Any]) -> PipelineConfig:
+    """``config`` with some Trainer settings replaced (from a command line or a test)."""
+    merged = {**trainer_config_dict(config.trainer), **values}
+    return dataclasses.replace(config, trainer=TrainerConfig.from_dict(merged))
+
+
+def roots_from_paths(paths: Sequence[str]) -> tuple[DatasetRoot, ...]:
+    """Dataset roots for command-line paths: MUSDB-style folders get the official split."""
+    return tuple(DatasetRoot(path) for path in paths)
