@@ -108,3 +108,37 @@ class OutputExistsError(AudioError):
 
 class ModelNotFoundError(VocalsepError):
     """The model directory is missing or is not a SavedModel exported by vocalsep."""
+
+
+class ServingError(VocalsepError):
+    """A model server could not separate a request; names the server, the model and the cause."""
+
+    def __init__(self, server: str, model: str, reason: str) -> None:
+        self.server = server
+        self.model = model
+        self.reason = reason
+        super().__init__(f"server {server}, model {model}: {reason}")
+
+
+class ServerUnavailableError(ServingError):
+    """The server did not answer (down, unreachable or overloaded) before the deadline."""
+
+
+class ServedModelNotFoundError(ServingError):
+    """The server is up but serves no such model (or version)."""
+
+
+class SignatureMismatchError(ServingError):
+    """The served model's signature is not the vocalsep waveform-to-stems contract."""
+
+
+class MessageTooLargeError(ServingError):
+    """A request or response exceeds the gRPC message size limit."""
+
+
+class EvaluationError(VocalsepError):
+    """An evaluation cannot produce a verdict (nothing to score, a model that cannot be read)."""
+
+
+class NoEvalTracksError(EvaluationError):
+    """The eval data holds no track that could be scored; names where it looked."""

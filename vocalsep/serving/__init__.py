@@ -1,1 +1,4 @@
-"""TF Serving push layout, gRPC client and dev server. Not built yet: issue 6."""
+"""Serving: the TFX Pusher layout, TF Serving model config, the gRPC client and a dev server.
+
+``push`` and ``model_config`` are light; ``client`` and ``server`` import TensorFlow and gRPC.
+"""
