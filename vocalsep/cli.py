@@ -11,14 +11,20 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vocalsep import __version__
 from vocalsep.errors import VocalsepError
+
+if TYPE_CHECKING:
+    from vocalsep.separator import Separator
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_BUILT = 3
+REMOTE_BLOCK_SECONDS = 60.0
+"""Audio per request with --server: long enough to waste little on block overlaps."""
 
 
 def _report_error(error: VocalsepError) -> None:
@@ -73,19 +79,33 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return _run_each([args.input], convert)
 
 
+def _remote_separator(args: argparse.Namespace) -> Separator:
+    """A Separator calling TF Serving, with blocks that fit the gRPC message limit."""
+    from vocalsep.separator import Separator
+    from vocalsep.serving.client import ServingClient
+
+    client = ServingClient(args.server, args.model_name, deadline_s=args.deadline)
+    block_seconds = min(REMOTE_BLOCK_SECONDS, 0.9 * client.max_block_samples() / client.sample_rate)
+    return Separator(client, block_seconds=block_seconds, in_flight=args.in_flight)
+
+
 def _cmd_separate(args: argparse.Namespace) -> int:
-    if args.model is None:
+    if args.model is None and args.server is None:
         print(
-            "vocalsep: error: --model DIR is required: no default model is shipped yet; pass "
-            "the directory of a model exported by vocalsep",
+            "vocalsep: error: --model DIR or --server HOST:PORT is required: no default model "
+            "is shipped yet; pass the directory of a model exported by vocalsep, or the "
+            "address of a TF Serving server",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    if args.model is not None and args.server is not None:
+        print("vocalsep: error: give --model or --server, not both", file=sys.stderr)
         return EXIT_USAGE
     from tqdm import tqdm
 
     from vocalsep.separator import Separator
 
-    separator = Separator(args.model)
+    separator = Separator(args.model) if args.server is None else _remote_separator(args)
     show_progress = not args.quiet and sys.stderr.isatty()
     failures = 0
     for path in args.inputs:
@@ -114,6 +134,26 @@ def _cmd_separate(args: argparse.Namespace) -> int:
                 continue
         print(f"{path} -> {next(iter(outputs.values())).parent}")
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from vocalsep.serving import server
+
+    logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
+    try:
+        server.serve(
+            args.model_base,
+            args.port,
+            host=args.host,
+            poll_seconds=args.poll_seconds,
+            num_versions=args.num_versions,
+        )
+    except OSError as error:
+        print(f"vocalsep: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -176,10 +216,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="exported model directory; required for now, as no default model is shipped yet",
     )
+    separate.add_argument(
+        "--server", metavar="HOST:PORT", help="separate on a TF Serving gRPC server instead"
+    )
+    separate.add_argument(
+        "--model-name", default="vocalsep", help="served model name (with --server)"
+    )
+    separate.add_argument(
+        "--deadline",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up on a request after this long, retries included (with --server)",
+    )
+    separate.add_argument(
+        "--in-flight", type=int, default=4, help="requests sent at once (with --server)"
+    )
     separate.add_argument("--format", choices=("wav", "flac", "mp3"), default="wav")
     separate.add_argument("--overwrite", action="store_true", help="replace existing stems")
     separate.add_argument("--quiet", action="store_true", help="no progress bars")
     separate.set_defaults(handler=_cmd_separate)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve pushed models over TF Serving's gRPC API (for development and CI)",
+        description="Serve every model under MODEL_BASE (<model name>/<integer version>/) with "
+        "TF Serving's gRPC PredictionService and ModelService, loading new versions as they "
+        "are pushed. Production uses the tensorflow/serving image; this is for machines "
+        "where it cannot run.",
+    )
+    serve.add_argument("--model-base", required=True, metavar="DIR")
+    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look")
+    serve.add_argument(
+        "--num-versions", type=int, default=2, help="newest versions kept loaded per model"
+    )
+    serve.set_defaults(handler=_cmd_serve)
 
     synth = commands.add_parser("synth", help="write a deterministic synthetic multitrack set")
     synth.add_argument("output", metavar="OUTDIR")
