@@ -22,9 +22,12 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 
 # System packages: ffmpeg decodes mp3/m4a/.stem.mp4 and encodes mp3; python3-venv makes .venv
-# on Debian's own Python. Installed with apt-get when we are root, otherwise named.
+# on Debian's own Python; chromium renders the evaluator's HTML report headless in the tests.
+# Installed with apt-get when we are root, otherwise named. Checked on every run (before the
+# stamp below), so adding a package here takes effect on the next run without touching .venv.
 missing=()
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then missing+=(ffmpeg); fi
+if ! command -v chromium >/dev/null; then missing+=(chromium); fi
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3-venv); fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -35,7 +38,12 @@ if ((${#missing[@]})); then
   else
     log "missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}"
     if [[ " ${missing[*]} " == *" python3-venv "* ]]; then exit 1; fi
-    log "continuing without ffmpeg: wav/flac/ogg/opus work, mp3 output and m4a/mp4 input will not"
+    if [[ " ${missing[*]} " == *" ffmpeg "* ]]; then
+      log "continuing without ffmpeg: wav/flac/ogg/opus work, mp3 output and m4a/mp4 input will not"
+    fi
+    if [[ " ${missing[*]} " == *" chromium "* ]]; then
+      log "continuing without chromium: the evaluator report's browser test will skip"
+    fi
   fi
 fi
 

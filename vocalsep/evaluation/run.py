@@ -1,0 +1,65 @@
+"""One evaluation of exported models, shared by the SdrEvaluator executor and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import tensorflow as tf
+
+from vocalsep.errors import ModelNotFoundError, NoEvalTracksError
+from vocalsep.evaluation import evaluate, gate
+from vocalsep.evaluation.evaluate import EvalTrack, EvaluationResult, SkippedTrack
+from vocalsep.model import export
+
+
+def load_export(export_dir: str) -> export.Separator:
+    """The serving signature of an export, or ModelNotFoundError naming the directory."""
+    missing = [
+        name
+        for name in ("saved_model.pb", str(export.METADATA_PATH))
+        if not tf.io.gfile.exists(f"{export_dir.rstrip('/')}/{name}")
+    ]
+    if missing:
+        raise ModelNotFoundError(
+            f"{export_dir}: not a model exported by vocalsep (missing {', '.join(missing)})"
+        )
+    return export.load_separator(export_dir)
+
+
+def evaluate_exports(
+    candidate_dir: str,
+    tracks: Iterable[EvalTrack | SkippedTrack],
+    config: gate.EvaluatorConfig,
+    baseline_dir: str | None = None,
+    where: str = "",
+) -> tuple[EvaluationResult, gate.Decision]:
+    """Scores the candidate (and the baseline, on the same tracks) and applies the rule.
+
+    ``where`` names the data in the error raised when no track could be scored.
+    """
+    models = {evaluate.CANDIDATE: (candidate_dir, load_export(candidate_dir))}
+    if baseline_dir is not None:
+        models[evaluate.BASELINE] = (baseline_dir, load_export(baseline_dir))
+    result = evaluate.evaluate(
+        models,
+        tracks,
+        workers=config.workers,
+        report_tracks=config.report_tracks,
+        excerpt_seconds=config.excerpt_seconds,
+    )
+    if not result.models[evaluate.CANDIDATE].tracks:
+        skipped = f" ({len(result.skipped)} skipped)" if result.skipped else ""
+        raise NoEvalTracksError(f"{where or 'eval data'}: no track could be scored{skipped}")
+    aggregates = {name: model.aggregate for name, model in result.models.items()}
+    baseline_sdr = (
+        aggregates[evaluate.BASELINE][gate.GATE_SOURCE][gate.GATE_METRIC]
+        if evaluate.BASELINE in aggregates
+        else None
+    )
+    decision = gate.decide(
+        aggregates[evaluate.CANDIDATE][gate.GATE_SOURCE][gate.GATE_METRIC],
+        baseline_sdr,
+        config.floor_db,
+        config.min_improvement_db,
+    )
+    return result, decision

@@ -1,0 +1,64 @@
+"""Where eval tracks come from: the ExampleGen's eval split, or a dataset root on disk.
+
+Both yield :class:`EvalTrack` or, for a track that cannot be read, :class:`SkippedTrack`, so
+one corrupt track costs that track only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import tensorflow as tf
+
+from vocalsep.data import splits
+from vocalsep.data.config import IngestConfig
+from vocalsep.data.examples import parse_example
+from vocalsep.data.roots import DatasetRoot, discover_tracks
+from vocalsep.data.tracks import load_track, rejection_reason
+from vocalsep.errors import AudioError, TrackRejectedError
+from vocalsep.evaluation.evaluate import EvalTrack, SkippedTrack
+
+
+def tracks_from_examples(split_dir: str) -> Iterator[EvalTrack | SkippedTrack]:
+    """Whole-track examples of one ExampleGen split folder (``.../Split-eval``), file by file.
+
+    A record that does not parse, or a file whose compression is damaged, becomes a skip
+    naming the file; later files are still read.
+    """
+    files = sorted(tf.io.gfile.glob(f"{split_dir.rstrip('/')}/*"))
+    for path in files:
+        index = 0
+        try:
+            for record in tf.data.TFRecordDataset([path], compression_type="GZIP"):
+                index += 1
+                try:
+                    example = parse_example(record.numpy())
+                except Exception as error:  # any malformed record costs that record only
+                    yield SkippedTrack(f"{path}#{index}", f"unparsable example: {error}")
+                    continue
+                yield EvalTrack(
+                    example["track_id"],
+                    example["vocals"],
+                    example["accompaniment"],
+                    example["sample_rate"],
+                )
+        except tf.errors.OpError as error:
+            yield SkippedTrack(path, f"unreadable after {index} records: {error.message}")
+
+
+def tracks_from_root(
+    root: DatasetRoot, split: str = splits.EVAL, ingest: IngestConfig | None = None
+) -> Iterator[EvalTrack | SkippedTrack]:
+    """The tracks of ``root`` in ``split`` (``"eval"``, ``"train"`` or ``"all"``), decoded as
+    the ExampleGen decodes them; rejected tracks become skips with the rejection reason."""
+    ingest = ingest or IngestConfig()
+    wanted: Sequence[str] = splits.SPLITS if split == "all" else (split,)
+    for track in discover_tracks(root):
+        if track.split not in wanted:
+            continue
+        try:
+            audio = load_track(track, ingest)
+        except (TrackRejectedError, AudioError) as error:
+            yield SkippedTrack(track.track_id, f"{rejection_reason(error)}: {error}")
+            continue
+        yield EvalTrack(track.track_id, audio.vocals, audio.accompaniment, audio.sample_rate)
