@@ -1,7 +1,7 @@
 """Serving end to end: stock TFX Pusher, ``vocalsep serve`` as a real process, the gRPC client.
 
-Models are the tiny U-Net with random weights (two seeds, so two versions differ): they
-separate nonsense, but the serving contract does not depend on the weights. The server is a
+Models are the tiny U-Net trained a few steps by ``trainer.train`` (two seeds, so the two
+pushed versions differ). The server is a
 real subprocess on a free localhost port; pushes go through ``tfx.components.Pusher`` run by
 LocalDagRunner with SQLite MLMD. Tests in this module share that server and run in order; the
 last one pushes a second version.
@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,6 @@ import portpicker
 import pytest
 import soundfile
 import tensorflow as tf
-import tf_keras as keras
 from google.protobuf import text_format
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -34,6 +34,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 from tfx import v1 as tfx
+from tiny_training import train_tiny_model
 
 from vocalsep import cli
 from vocalsep.errors import (
@@ -46,6 +47,7 @@ from vocalsep.errors import (
 from vocalsep.model import export, unet
 from vocalsep.separator import Separator
 from vocalsep.serving import model_config, push
+from vocalsep.serving import server as dev_server
 from vocalsep.serving.client import ServingClient
 
 TINY = unet.UNetConfig.tiny()
@@ -54,16 +56,6 @@ RATE = 44100
 MODEL = "vocalsep"
 STARTUP_SECONDS = 120
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _export(directory: Path, seed: int) -> Path:
-    """A tiny random-weight export where a Trainer puts it: ``<model uri>/Format-Serving``."""
-    keras.utils.set_random_seed(seed)
-    model = unet.build_unet(TINY)
-    mean = np.full(TINY.model_bins, 0.5, np.float32)
-    scale = np.full(TINY.model_bins, 2.0, np.float32)
-    export.export_saved_model(model, mean, scale, TINY, INFERENCE, directory / "Format-Serving")
-    return directory
 
 
 def _push(model_uri: Path, serving_base: Path, work: Path) -> int:
@@ -127,7 +119,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_model(work: Path) -> Path:
-    return _export(work / "trainer_1", seed=0)
+    return train_tiny_model(work / "trainer_1", INFERENCE, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +209,24 @@ def test_server_down_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert not out.exists()
 
 
+def test_a_server_that_comes_up_within_the_deadline_is_waited_for(serving_base: Path) -> None:
+    """UNAVAILABLE is retried with backoff: connecting before the server starts still works."""
+    repository = dev_server.ModelRepository(serving_base)
+    repository.poll()
+    address = f"localhost:{portpicker.pick_unused_port()}"
+    late_server = dev_server.build_server(repository, address)
+    starter = threading.Timer(1.0, late_server.start)
+    starter.start()
+    try:
+        with ServingClient(address, connect_deadline_s=60) as client:
+            assert client.version == repository.versions(MODEL)[-1]
+            stems = client(_music(0.3))
+        assert set(stems) == {"vocals", "accompaniment"}
+    finally:
+        starter.join()
+        late_server.stop(grace=None)
+
+
 def test_unknown_model_is_not_found(address: str) -> None:
     with pytest.raises(ServedModelNotFoundError) as raised:
         ServingClient(address, "nonexistent")
@@ -293,7 +303,7 @@ def test_a_new_push_is_served_without_restart(
 ) -> None:
     address, process = server
     old_version = push.list_versions(str(serving_base), MODEL)[-1]
-    new_version = _push(_export(work / "trainer_2", seed=1), serving_base, work)
+    new_version = _push(train_tiny_model(work / "trainer_2", INFERENCE, seed=1), serving_base, work)
     assert new_version > old_version
     _wait_for_version(address, new_version, process)
     status = _model_status(address)

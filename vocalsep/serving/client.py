@@ -41,6 +41,7 @@ MESSAGE_OVERHEAD_BYTES = 64 * 1024
 """Room left in a message for everything but the samples (names, shapes, model spec)."""
 RETRIED_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 FLOAT_BYTES = 4
+DEFAULT_CONNECT_DEADLINE_S = 20.0
 
 Reply = TypeVar("Reply")
 
@@ -49,8 +50,9 @@ class ServingClient:
     """One served vocalsep model version as a ``StemModel`` for ``Separator``.
 
     ``deadline_s`` bounds each request including its retries of UNAVAILABLE and
-    DEADLINE_EXCEEDED (exponential backoff with jitter); ``connect_deadline_s`` does the same
-    for the connection-time calls, so a server that is down is reported quickly. ``version``
+    DEADLINE_EXCEEDED (exponential backoff with jitter); ``connect_deadline_s`` (default: the
+    shorter of ``deadline_s`` and 20 s) does the same for the connection-time calls, so a
+    server that is down is reported quickly. ``version``
     pins a version number; by default the newest one the server reports is pinned. Calls are
     thread-safe, so ``Separator`` may keep several blocks in flight.
     """
@@ -62,7 +64,7 @@ class ServingClient:
         *,
         version: int | None = None,
         deadline_s: float = 300.0,
-        connect_deadline_s: float = 20.0,
+        connect_deadline_s: float | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.server = server
@@ -77,6 +79,8 @@ class ServingClient:
             ],
         )
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        if connect_deadline_s is None:
+            connect_deadline_s = min(deadline_s, DEFAULT_CONNECT_DEADLINE_S)
         try:
             self.version, self.stems = self._check_signature(version, connect_deadline_s)
             self.chunk_length, self.overlap_length, self.sample_rate = self._chunking(

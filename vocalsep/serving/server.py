@@ -308,6 +308,24 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+def build_server(repository: ModelRepository, address: str, max_workers: int = 8) -> grpc.Server:
+    """The gRPC server with both services, bound to ``address`` but not started."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers, thread_name_prefix="predict"),
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(repository), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server
+
+
 def serve(
     model_base: str | Path,
     port: int = 8500,
@@ -326,20 +344,8 @@ def serve(
         raise FileNotFoundError(f"{base}: model base directory does not exist")
     repository = ModelRepository(base, num_versions)
     repository.poll()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers, thread_name_prefix="predict"),
-        options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(repository), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
     address = f"{host}:{port}"
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen on {address}")
+    server = build_server(repository, address, max_workers)
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
