@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from vocalsep import __version__
 from vocalsep.errors import VocalsepError
+from vocalsep.pipeline import cli as pipeline_cli
 
 if TYPE_CHECKING:
     from vocalsep.separator import Separator
@@ -166,6 +167,38 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from vocalsep.data.roots import DatasetRoot
+    from vocalsep.evaluation import report
+    from vocalsep.evaluation.evaluate import json_text
+    from vocalsep.evaluation.gate import EvaluatorConfig
+    from vocalsep.evaluation.run import evaluate_exports
+    from vocalsep.evaluation.sources import tracks_from_root
+
+    config = EvaluatorConfig(
+        floor_db=args.floor_db,
+        min_improvement_db=args.min_improvement_db,
+        workers=args.workers,
+        report_tracks=args.report_tracks,
+    )
+    root = DatasetRoot(args.data)
+    result, decision = evaluate_exports(
+        args.model,
+        tracks_from_root(root, args.split),
+        config,
+        args.baseline,
+        where=f"{args.data} ({args.split} split)",
+    )
+    print(report.text_summary(result, decision))
+    if args.json:
+        metrics = result.to_dict()
+        metrics["decision"] = {"blessed": decision.blessed, "reasons": list(decision.reasons)}
+        print(f"wrote {report.write_text_atomically(args.json, json_text(metrics))}")
+    if args.report:
+        print(f"wrote {report.write_report(args.report, result, decision)}")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     print(
         "vocalsep demo: the end-to-end pipeline (ExampleGen -> Transform -> Trainer -> "
@@ -262,8 +295,49 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--layout", choices=("hq", "generic", "stems"), default="hq")
     synth.set_defaults(handler=_cmd_synth)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model with museval SDR on a dataset's eval split (as the pipeline does)",
+        description="Separate every track of the chosen split of ROOT in full through the "
+        "model's serving signature and score vocals and accompaniment: museval BSSEval v4 "
+        "(win = hop = 1 s, both sources jointly; median over frames, then over tracks) and the "
+        "MDX global SDR (mean over tracks). ROOT is any dataset folder the pipeline's "
+        "ExampleGen reads (MUSDB .stem.mp4 or HQ folders, stem folders, channel-pair files), "
+        "split as the ExampleGen splits it: a MUSDB-style root holding the official validation "
+        "tracks uses exactly those 14 as eval, any other root a stable hash of the track name "
+        "(10%% eval). Unreadable tracks are listed and skipped. With --baseline, that model is "
+        "scored on the same tracks and the blessing rule (floor and improvement) is applied; "
+        "the verdict is printed, and the exit status is 0 whenever the evaluation ran.",
+    )
+    evaluate.add_argument("--model", required=True, metavar="DIR", help="exported model dir")
+    evaluate.add_argument("--data", required=True, metavar="ROOT", help="dataset folder")
+    evaluate.add_argument("--baseline", metavar="DIR", help="exported model to compare against")
+    evaluate.add_argument(
+        "--split",
+        choices=("eval", "train", "all"),
+        default="eval",
+        help="which tracks of ROOT to score (default: eval, as the pipeline does)",
+    )
+    evaluate.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
+    evaluate.add_argument("--report", metavar="OUT.html", help="write the HTML report here")
+    evaluate.add_argument("--workers", type=int, default=2, help="museval processes (default 2)")
+    evaluate.add_argument(
+        "--floor-db", type=float, default=0.0, help="vocals SDR needed to bless (default 0)"
+    )
+    evaluate.add_argument(
+        "--min-improvement-db",
+        type=float,
+        default=0.0,
+        help="vocals SDR gain over --baseline needed to bless (default 0)",
+    )
+    evaluate.add_argument(
+        "--report-tracks", type=int, default=3, help="tracks shown with audio in the report"
+    )
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on a built-in dataset")
     demo.set_defaults(handler=_cmd_demo)
+    pipeline_cli.add_parser(commands)
     return parser
 
 

@@ -25,7 +25,7 @@ from vocalsep.evaluation.evaluate import BASELINE, CANDIDATE, EvaluationResult, 
 from vocalsep.evaluation.gate import Decision
 from vocalsep.evaluation.metrics import BSSEVAL_METRICS, SOURCES
 
-SPECTROGRAM_SIZE = (400, 140)
+SPECTROGRAM_SIZE = (380, 130)
 SPECTROGRAM_N_FFT = 2048
 SPECTROGRAM_HOP = 512
 SPECTROGRAM_MAX_HZ = 11025.0
@@ -42,13 +42,13 @@ TEMPLATE = jinja2.Template(
 <html lang="en"><head><meta charset="utf-8">
 <title>vocalsep evaluation: {{ verdict }}</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1250px; }
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
 th { background: #eee; } td.name, th.name { text-align: left; }
 .blessed { color: #0a6b22; } .not_blessed { color: #a31515; }
 .better { color: #0a6b22; } .worse { color: #a31515; }
-figure { display: inline-block; margin: 0.3em; } figcaption { font-size: 0.85em; }
+div.row { display: flex; gap: 0.6em; } figure { margin: 0.3em 0; } figcaption { font-size: 0.85em; }
 img { display: block; border: 1px solid #888; }
 .players div { margin: 0.2em 0; } .players span { display: inline-block; width: 15em; }
 .small { font-size: 0.85em; color: #555; }
@@ -86,7 +86,7 @@ img { display: block; border: 1px solid #888; }
 <h2>Listen and look</h2>
 {% for example in examples %}<section class="example">
 <h3>{{ example.track_id }} <span class="small">({{ example.span }})</span></h3>
-{% for row in example.figure_rows %}<div>{% for figure in row %}<figure>
+{% for row in example.figure_rows %}<div class="row">{% for figure in row %}<figure>
 <img alt="{{ figure.caption }}" width="{{ figure.width }}" height="{{ figure.height }}"
  src="data:image/png;base64,{{ figure.png }}">
 <figcaption>{{ figure.caption }}</figcaption></figure>{% endfor %}</div>
