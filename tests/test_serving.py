@@ -10,6 +10,7 @@ last one pushes a second version.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,6 +161,7 @@ def address(server: tuple[str, subprocess.Popen[str]]) -> str:
     return server[0]
 
 
+@pytest.mark.slow  # trains, pushes and starts the server for the module
 def test_separate_through_the_server_equals_the_local_model(
     address: str, serving_base: Path, tmp_path: Path
 ) -> None:
@@ -335,6 +337,31 @@ def test_latest_version_dir_skips_foreign_and_incomplete_versions(tmp_path: Path
     (models / "30" / "variables" / "variables.index").write_bytes(b"")  # no saved_model.pb yet
     assert push.list_versions(str(tmp_path), MODEL) == [7, 12]
     assert push.latest_version_dir(str(tmp_path), MODEL) == str(models / "12")
+
+
+def test_repository_loads_only_whole_versions_and_keeps_the_newest(
+    first_model: Path, tmp_path: Path
+) -> None:
+    """What the dev server's poll does as the Pusher copies, fails and rolls back."""
+    export_dir = first_model / "Format-Serving"
+    models = tmp_path / MODEL
+    shutil.copytree(export_dir, models / "1")
+    repository = dev_server.ModelRepository(tmp_path, num_versions=1)
+    repository.poll()
+    assert repository.versions(MODEL) == [1]
+    # The Pusher copies saved_model.pb last: until then version 2 is not even tried.
+    shutil.copytree(export_dir, models / "2", ignore=shutil.ignore_patterns("saved_model.pb"))
+    repository.poll()
+    assert repository.versions(MODEL) == [1]
+    (models / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    repository.poll()
+    assert repository.versions(MODEL) == [1], "a version that fails to load must not replace 1"
+    shutil.copy(export_dir / "saved_model.pb", models / "2" / "saved_model.pb")
+    repository.poll()
+    assert repository.versions(MODEL) == [2]
+    shutil.rmtree(models / "2")  # the fast rollback: delete the bad version
+    repository.poll()
+    assert repository.versions(MODEL) == [1]
 
 
 def test_model_config_matches_the_k8s_config_map() -> None:
