@@ -1,8 +1,10 @@
 # Developer shortcuts. Every target runs the same idempotent bootstrap first.
 VENV := .venv
 BIN := $(VENV)/bin
+# Must match vocalsep.pipeline.config.DEFAULT_IMAGE, which pipeline.yaml references.
+IMAGE ?= ghcr.io/vocalsep/vocalsep-pipeline:0.1.0
 
-.PHONY: install test lint format demo lock clean
+.PHONY: install test lint format demo lock clean image pipeline.yaml train-default
 
 install:
 	@bash scripts/bootstrap.sh
@@ -20,6 +22,12 @@ format: install
 
 demo: install
 	$(BIN)/vocalsep demo
+
+image:
+	docker build -t $(IMAGE) .
+
+pipeline.yaml: install
+	$(BIN)/vocalsep pipeline compile -o pipeline.yaml --image $(IMAGE)
 
 lock:
 	bash scripts/lock.sh

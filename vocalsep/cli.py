@@ -168,12 +168,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from vocalsep.data.roots import DatasetRoot
     from vocalsep.evaluation import report
     from vocalsep.evaluation.evaluate import json_text
     from vocalsep.evaluation.gate import EvaluatorConfig
     from vocalsep.evaluation.run import evaluate_exports
-    from vocalsep.evaluation.sources import tracks_from_root
+    from vocalsep.evaluation.sources import dataset_root, tracks_from_root
 
     config = EvaluatorConfig(
         floor_db=args.floor_db,
@@ -181,13 +180,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         report_tracks=args.report_tracks,
     )
-    root = DatasetRoot(args.data)
+    root = dataset_root(args.data)
+    print(f"scoring the {args.split} split of {root.path} ({root.split_rule} split rule)")
     result, decision = evaluate_exports(
         args.model,
         tracks_from_root(root, args.split),
         config,
         args.baseline,
-        where=f"{args.data} ({args.split} split)",
+        where=f"{root.path} ({args.split} split)",
     )
     print(report.text_summary(result, decision))
     if args.json:
@@ -305,8 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
         "ExampleGen reads (MUSDB .stem.mp4 or HQ folders, stem folders, channel-pair files), "
         "split as the ExampleGen splits it: a MUSDB-style root holding the official validation "
         "tracks uses exactly those 14 as eval, any other root a stable hash of the track name "
-        "(10%% eval). Unreadable tracks are listed and skipped. With --baseline, that model is "
-        "scored on the same tracks and the blessing rule (floor and improvement) is applied; "
+        "(10% eval). A MUSDB18 folder with train/ and test/ subsets is read from train/, so "
+        "'--data musdb18' scores the official validation tracks. Unreadable tracks are listed "
+        "and skipped. With --baseline, that model is scored on the same tracks and the "
+        "blessing rule (floor and improvement) is applied; "
         "the verdict is printed, and the exit status is 0 whenever the evaluation ran.",
     )
     evaluate.add_argument("--model", required=True, metavar="DIR", help="exported model dir")

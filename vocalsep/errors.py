@@ -142,3 +142,12 @@ class EvaluationError(VocalsepError):
 
 class NoEvalTracksError(EvaluationError):
     """The eval data holds no track that could be scored; names where it looked."""
+
+
+class ScheduleError(VocalsepError):
+    """Creating a Kubeflow recurring run failed: endpoint unreachable, refused, or no package."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"{endpoint}: {reason}")

@@ -15,7 +15,7 @@ from tfx.dsl.components.base.base_node import BaseNode
 from vocalsep.audio import dsp
 from vocalsep.components.example_gen.component import multitrack_example_gen
 from vocalsep.data.config import IngestConfig
-from vocalsep.data.examples import write_raw_schema
+from vocalsep.data.examples import SCHEMA_FILE, write_raw_schema
 from vocalsep.data.roots import DatasetRoot, join
 from vocalsep.transforms.component import spectrogram_transform
 from vocalsep.transforms.preprocessing import SpectrogramConfig
@@ -29,15 +29,21 @@ def data_components(
     ingest: IngestConfig | None = None,
     eval_percent: int = 10,
     stft: dsp.StftConfig | None = None,
+    write_schema: bool = True,
 ) -> list[BaseNode]:
     """ExampleGen, ImportSchemaGen and Transform, wired and sharing one segment length.
 
     The raw schema is generated from ``vocalsep.data.examples.raw_feature_spec`` into
     ``schema_dir`` now, at pipeline construction, so it need not ship as a package data file.
+    With ``write_schema`` off (compiling for a cluster), ``schema_dir`` names where the
+    schema already is when the pipeline runs: the container image writes it at build time.
     """
     ingest = ingest or IngestConfig()
     example_gen = multitrack_example_gen(roots, ingest, eval_percent)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=write_raw_schema(schema_dir))
+    schema_file = (
+        write_raw_schema(schema_dir) if write_schema else f"{schema_dir.rstrip('/')}/{SCHEMA_FILE}"
+    )
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
     transform = spectrogram_transform(
         example_gen.outputs["examples"],
         schema_gen.outputs["schema"],

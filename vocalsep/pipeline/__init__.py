@@ -1,1 +1,2 @@
-"""The TFX pipeline factory and its runners (local, Kubeflow). Not built yet: issue 7."""
+"""The TFX pipeline: ``create_pipeline`` (pipeline.py), its configuration (config.py) and
+thin runners: local (LocalDagRunner) and Kubeflow (pipeline.yaml, recurring runs)."""

@@ -17,9 +17,13 @@ from vocalsep.data.roots import DatasetRoot, musdb_root
 from vocalsep.model.trainer import TrainerConfig
 
 DEFAULT_MODEL_NAME = "vocalsep"
-LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # The container image every Kubeflow step runs in (built by `make image`).
 DEFAULT_IMAGE = "ghcr.io/vocalsep/vocalsep-pipeline:0.1.0"
+
+
+def local_beam_args(workers: int = 0) -> tuple[str, ...]:
+    """Beam's DirectRunner in worker processes (0: one per CPU)."""
+    return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +43,8 @@ class TrainerResources:
 
     gpus: int = 1
     gpu_resource: str = "nvidia.com/gpu"
-    cpu: str = "8"
-    memory: str = "32G"
+    cpu: float = 8.0
+    memory_gb: float = 32.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +63,10 @@ class PipelineConfig:
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     blessing: BlessingConfig = dataclasses.field(default_factory=BlessingConfig)
     trainer_resources: TrainerResources = dataclasses.field(default_factory=TrainerResources)
-    beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
+    beam_pipeline_args: tuple[str, ...] = local_beam_args()
     enable_cache: bool = True
+    schema_dir: str = ""
+    """Where ImportSchemaGen reads the raw schema; empty: written under the pipeline root."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
@@ -85,9 +91,9 @@ def trainer_config_dict(config: TrainerConfig) -> dict[str, Any]:
 # equal weight hurt, ../shared/data/README.md), validated on the 14 official clips.
 DEFAULT_MODEL_TRAINER = TrainerConfig(
     model_size="default",
-    steps=1500,
-    steps_per_epoch=100,
-    batch_size=16,
+    steps=1800,
+    steps_per_epoch=150,
+    batch_size=8,
     patch_frames=128,
     learning_rate=3e-4,
     final_learning_rate_fraction=0.05,
@@ -95,7 +101,7 @@ DEFAULT_MODEL_TRAINER = TrainerConfig(
     shuffle_buffer=200,
     eval_tracks=14,
     eval_seconds=30.0,
-    patience=5,
+    patience=4,
 )
 
 

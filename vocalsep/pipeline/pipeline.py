@@ -36,13 +36,18 @@ def trainer_component(config: PipelineConfig, transform: BaseNode) -> tfx.compon
 
 
 def create_components(config: PipelineConfig) -> list[BaseNode]:
-    """The pipeline's nodes, wired, in execution order."""
+    """The pipeline's nodes, wired, in execution order.
+
+    Without ``config.schema_dir`` the raw schema is written under the pipeline root now;
+    with it, the schema must already be there when the pipeline runs (the container image).
+    """
     example_gen, schema_gen, transform = data_components(
         config.data_roots,
-        join(config.pipeline_root, "raw_schema"),
+        config.schema_dir or join(config.pipeline_root, "raw_schema"),
         config.ingest,
         config.eval_percent,
         config.trainer.unet_config().stft,
+        write_schema=not config.schema_dir,
     )
     trainer = trainer_component(config, transform)
     return [example_gen, schema_gen, transform, trainer]
