@@ -208,18 +208,21 @@ def _mapped(
         return
     with futures.ThreadPoolExecutor(in_flight, thread_name_prefix="separate") as pool:
         pending: collections.deque[tuple[np.ndarray, bool, futures.Future]] = collections.deque()
+
+        def finished() -> tuple[np.ndarray, bool, dict[str, np.ndarray]]:
+            oldest_window, oldest_last, call = pending.popleft()
+            return oldest_window, oldest_last, call.result()
+
         try:
             for window, last in windows:
                 pending.append((window, last, pool.submit(model, window)))
-                if len(pending) >= in_flight:
-                    window, last, result = pending.popleft()
-                    yield window, last, result.result()
+                if len(pending) == in_flight:
+                    yield finished()
             while pending:
-                window, last, result = pending.popleft()
-                yield window, last, result.result()
+                yield finished()
         finally:
-            for _, _, result in pending:
-                result.cancel()
+            for _, _, call in pending:
+                call.cancel()
 
 
 def _windows(
