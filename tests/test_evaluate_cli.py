@@ -11,6 +11,7 @@ import tf_keras as keras
 
 from vocalsep import cli
 from vocalsep.audio import synth
+from vocalsep.evaluation import sources
 from vocalsep.model import export, unet
 
 TINY = unet.UNetConfig.tiny()
@@ -101,3 +102,16 @@ def test_a_missing_model_dir_or_empty_data_root_is_one_clear_error(
     assert cli.main(["evaluate", "--model", str(model_dir), "--data", str(empty)]) == 1
     error = capsys.readouterr().err
     assert str(empty) in error and "no track folders or audio files" in error
+
+
+def test_a_musdb_folder_with_subsets_is_read_from_train(tmp_path: Path) -> None:
+    synth.write_dataset(tmp_path / "musdb18" / "train", 1, 1.0, seed=1, layout="stems")
+    (tmp_path / "musdb18" / "test").mkdir()
+    root = sources.dataset_root(str(tmp_path / "musdb18"))
+    assert (root.path, root.name, root.split_rule) == (
+        str(tmp_path / "musdb18" / "train"),
+        "musdb18",
+        "musdb",
+    )
+    plain = sources.dataset_root(str(tmp_path / "musdb18" / "train"))
+    assert (plain.path, plain.split_rule) == (str(tmp_path / "musdb18" / "train"), "auto")

@@ -13,7 +13,7 @@ import tensorflow as tf
 from vocalsep.data import splits
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import parse_example
-from vocalsep.data.roots import DatasetRoot, discover_tracks
+from vocalsep.data.roots import STEM_MP4_SUFFIX, DatasetRoot, discover_tracks, join, musdb_root
 from vocalsep.data.tracks import load_track, rejection_reason
 from vocalsep.errors import AudioError, TrackRejectedError
 from vocalsep.evaluation.evaluate import EvalTrack, SkippedTrack
@@ -62,3 +62,18 @@ def tracks_from_root(
             yield SkippedTrack(track.track_id, f"{rejection_reason(error)}: {error}")
             continue
         yield EvalTrack(track.track_id, audio.vocals, audio.accompaniment, audio.sample_rate)
+
+
+def dataset_root(path: str) -> DatasetRoot:
+    """The root ``vocalsep evaluate --data`` reads: a MUSDB18 folder with ``train/`` (and
+    ``test/``) subsets is read from ``train/`` with the official validation split, as the
+    ``musdb`` package reads it; any other folder as the ExampleGen reads it (layout and split
+    rule detected)."""
+    train = join(path, "train")
+    holds_stems = tf.io.gfile.isdir(path) and any(
+        name.endswith(STEM_MP4_SUFFIX) for name in tf.io.gfile.listdir(path)
+    )
+    if not holds_stems and tf.io.gfile.isdir(train):
+        name = path.rstrip("/").rsplit("/", 1)[-1] or "musdb"
+        return musdb_root(train, name=name)
+    return DatasetRoot(path)
