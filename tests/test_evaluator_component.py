@@ -164,3 +164,25 @@ def test_first_model_is_judged_on_the_floor_and_a_worse_one_is_not_pushed(
     assert _pushed_flags(tmp_path) == [1, 0]
     report = (_newest(evaluator_dir / "report") / "report.html").read_text()
     assert "NOT BLESSED" in report and report.count("<audio") >= 3
+
+
+def test_every_setting_is_an_exec_property_with_its_declared_type() -> None:
+    examples = tfx.dsl.Importer(
+        source_uri="/examples", artifact_type=tfx.types.standard_artifacts.Examples
+    ).with_id("examples")
+    model = tfx.dsl.Importer(
+        source_uri="/model", artifact_type=tfx.types.standard_artifacts.Model
+    ).with_id("model")
+    evaluator = SdrEvaluator(
+        examples=examples.outputs["result"],
+        model=model.outputs["result"],
+        config=EvaluatorConfig(serving_base_dir="gs://bucket/serving", floor_db=1, workers=4),
+    )
+    assert evaluator.exec_properties == {
+        **EvaluatorConfig().to_dict(),
+        "serving_base_dir": "gs://bucket/serving",
+        "floor_db": 1.0,
+        "workers": 4,
+    }
+    assert isinstance(evaluator.exec_properties["floor_db"], float)
+    assert set(evaluator.outputs) == {"blessing", "evaluation", "report"}

@@ -68,7 +68,9 @@ class SdrEvaluator(base_component.BaseComponent):
         model: types.BaseChannel,
         config: EvaluatorConfig | None = None,
     ) -> None:
-        config = config or EvaluatorConfig()
+        # A round trip through from_dict makes ints given for float settings floats, which the
+        # spec's type check (and Kubeflow's parameter types) require.
+        config = EvaluatorConfig.from_dict((config or EvaluatorConfig()).to_dict())
         super().__init__(
             spec=SdrEvaluatorSpec(
                 examples=examples,
