@@ -160,7 +160,7 @@ def json_text(values: Mapping[str, Any]) -> str:
 
 
 def loudest_window(vocals: np.ndarray, window: int) -> int:
-    """Start of the ``window``-sample stretch with the most vocal energy (on a 0.5 s grid).
+    """Start of the ``window``-sample stretch with the most vocal energy (steps of window / 20).
 
     Report excerpts start there, so the demo plays singing rather than an intro.
     """

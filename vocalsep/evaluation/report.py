@@ -71,7 +71,10 @@ img { display: block; border: 1px solid #888; }
 <td>{{ row.candidate }}</td>{% if has_baseline %}<td>{{ row.baseline }}</td>
 <td class="{{ row.direction }}">{{ row.difference }}</td>{% endif %}</tr>
 {% endfor %}</table>
-<p class="small">{{ conventions.bsseval }}; MDX SDR: {{ conventions.mdx_sdr }}.</p>
+<p class="small">{{ conventions.bsseval }}; MDX SDR: {{ conventions.mdx_sdr }}. Only vocals SDR
+gates. SIR, SAR and ISR are shown for reference: on band-limited (e.g. AAC-coded) references
+museval's interference/artifact split is ill-conditioned and moves by dB with tiny input changes.
+</p>
 
 <h2>Per track</h2>
 <table id="tracks">
