@@ -229,6 +229,17 @@ def test_a_server_that_comes_up_within_the_deadline_is_waited_for(serving_base: 
         late_server.stop(grace=None)
 
 
+def test_serve_refuses_a_missing_base_and_a_taken_port(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "missing"
+    assert cli.main(["serve", "--model-base", str(missing)]) == cli.EXIT_FAILED
+    assert f"{missing}: model base directory does not exist" in capsys.readouterr().err
+    taken = address.rsplit(":", 1)[1]
+    assert cli.main(["serve", "--model-base", str(tmp_path), "--port", taken]) == cli.EXIT_FAILED
+    assert f"cannot listen on 127.0.0.1:{taken}" in capsys.readouterr().err
+
+
 def test_unknown_model_is_not_found(address: str) -> None:
     with pytest.raises(ServedModelNotFoundError) as raised:
         ServingClient(address, "nonexistent")

@@ -315,14 +315,21 @@ def build_server(repository: ModelRepository, address: str, max_workers: int = 8
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # gRPC shares ports between processes by default: a second server would silently
+            # take half the connections of one already running instead of failing.
+            ("grpc.so_reuseport", 0),
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(repository), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen on {address}")
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}: address in use or not local")
     return server
 
 
