@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
     evaluate.add_argument("--report", metavar="OUT.html", help="write the HTML report here")
-    evaluate.add_argument("--workers", type=int, default=2, help="museval processes (default 2)")
+    evaluate.add_argument("--workers", type=int, default=2, help="museval threads (default 2)")
     evaluate.add_argument(
         "--floor-db", type=float, default=0.0, help="vocals SDR needed to bless (default 0)"
     )

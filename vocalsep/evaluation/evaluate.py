@@ -1,9 +1,12 @@
 """Separate whole eval tracks with one or more models and score them, museval in parallel.
 
 Separation runs in this process through each model's serving signature (what users get);
-scoring runs in a pool of spawned worker processes, so museval on track k overlaps the
-separation of track k + 1 and several tracks are scored at once. Workers are spawned, not
-forked: the parent holds TensorFlow's threads, which a fork would copy in an undefined state.
+scoring runs in ``workers`` threads, so museval on track k overlaps the separation of track
+k + 1 and several tracks are scored at once. Threads, not processes: museval's heavy parts (FFTs,
+the 2048x2048 solve, convolutions) release the GIL, and measured on 2 cores (BENCHMARKS.md,
+"Evaluator cost") 8 tracks took 9.1 s serially, 8.9 s in 2 threads and 13.3 s in 2 spawned
+processes (start-up, pickling). Processes would also re-run any caller's unguarded
+``__main__`` (spawn), or copy TensorFlow's threads in an undefined state (fork).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import concurrent.futures
 import dataclasses
 import json
 import math
-import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -102,7 +104,7 @@ class EvaluationResult:
 
     @property
     def museval_seconds(self) -> list[float]:
-        """museval's time for each (model, track) scoring, in worker processes."""
+        """museval's time for each (model, track) scoring, in worker threads."""
         return [track.museval_seconds for model in self.models.values() for track in model.tracks]
 
     def cost(self) -> dict[str, Any]:
@@ -191,8 +193,7 @@ def evaluate(
     excerpts: list[Excerpt] = []
     pending: list[tuple[str, concurrent.futures.Future[TrackScores]]] = []
     sample_rate = 44100
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="museval") as pool:
         for track in tracks:
             if isinstance(track, SkippedTrack):
                 skipped.append(track)

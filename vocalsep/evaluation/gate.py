@@ -25,7 +25,7 @@ class EvaluatorConfig:
 
     ``serving_base_dir`` and ``model_name`` are the ones the Pusher gets (it pushes to
     ``<serving_base_dir>/<model_name>/<version>``); an empty ``serving_base_dir`` means no
-    baseline. ``workers`` museval processes score tracks in parallel. The report shows
+    baseline. ``workers`` museval threads score tracks in parallel. The report shows
     ``report_tracks`` tracks as spectrograms and ``excerpt_seconds`` audio players.
     """
 

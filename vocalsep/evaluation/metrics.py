@@ -7,7 +7,7 @@ windows, skipped, as ``museval.TrackStore`` does), and a model's score is the me
 tracks. The MDX global SDR ``10 log10((Σs² + ε) / (Σ(s - ŝ)² + ε))`` is computed per track and
 source over all samples and channels, and averaged over tracks.
 
-This module imports no TensorFlow: it runs in the evaluator's museval worker processes.
+This module imports no TensorFlow.
 """
 
 from __future__ import annotations
