@@ -113,9 +113,3 @@ def test_synth_layouts(tmp_path: Path, layout: str) -> None:
     assert result.returncode == 0, result.stderr
     (folder,) = [path for path in tmp_path.iterdir() if path.is_dir()]
     assert "vocals.wav" in {path.name for path in folder.iterdir()}
-
-
-def test_demo_says_plainly_that_the_pipeline_is_not_built() -> None:
-    result = _run("demo")
-    assert result.returncode == 3
-    assert "not built yet" in result.stderr

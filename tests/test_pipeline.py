@@ -34,6 +34,8 @@ def test_create_pipeline_wires_every_component_in_order(tmp_path: Path) -> None:
         "ImportSchemaGen",
         "Transform",
         "Trainer",
+        "SdrEvaluator",
+        "Pusher",
     ]
     assert (tmp_path / "root" / "raw_schema" / "schema.pbtxt").is_file()
 

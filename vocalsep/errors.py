@@ -151,3 +151,7 @@ class ScheduleError(VocalsepError):
         self.endpoint = endpoint
         self.reason = reason
         super().__init__(f"{endpoint}: {reason}")
+
+
+class DemoError(VocalsepError):
+    """``vocalsep demo`` could not finish; says which stage and why."""

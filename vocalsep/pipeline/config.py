@@ -14,6 +14,7 @@ from typing import Any
 
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.roots import DatasetRoot, musdb_root
+from vocalsep.evaluation.gate import EvaluatorConfig
 from vocalsep.model.trainer import TrainerConfig
 
 DEFAULT_MODEL_NAME = "vocalsep"
@@ -24,17 +25,6 @@ DEFAULT_IMAGE = "ghcr.io/vocalsep/vocalsep-pipeline:0.1.0"
 def local_beam_args(workers: int = 0) -> tuple[str, ...]:
     """Beam's DirectRunner in worker processes (0: one per CPU)."""
     return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
-
-
-@dataclasses.dataclass(frozen=True)
-class BlessingConfig:
-    """The Evaluator's gate: vocals SDR above ``floor_db`` and, when a model is already
-    served, at least ``min_improvement_db`` above it (museval median, eval split)."""
-
-    floor_db: float = 0.0
-    min_improvement_db: float = 0.0
-    report_tracks: int = 3
-    workers: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +41,7 @@ class TrainerResources:
 class PipelineConfig:
     """One pipeline run. ``serving_base_dir`` is TF Serving's model base path: the Pusher
     writes ``<serving_base_dir>/<model_name>/<version>/`` and the Evaluator's baseline is the
-    newest version there."""
+    newest version there (``evaluator``'s own base directory and model name are ignored)."""
 
     data_roots: tuple[DatasetRoot, ...]
     pipeline_root: str
@@ -61,7 +51,7 @@ class PipelineConfig:
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     eval_percent: int = 10
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
-    blessing: BlessingConfig = dataclasses.field(default_factory=BlessingConfig)
+    evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
     trainer_resources: TrainerResources = dataclasses.field(default_factory=TrainerResources)
     beam_pipeline_args: tuple[str, ...] = local_beam_args()
     enable_cache: bool = True
@@ -71,6 +61,12 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
         object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
+
+    def evaluator_config(self) -> EvaluatorConfig:
+        """The gate, comparing against what the Pusher has pushed for this model name."""
+        return dataclasses.replace(
+            self.evaluator, serving_base_dir=self.serving_base_dir, model_name=self.model_name
+        )
 
     def trainer_custom_config(self) -> dict[str, Any]:
         """The Trainer's ``custom_config``: its settings, validating on the data's eval split."""

@@ -6,8 +6,12 @@ finds every component's earlier execution and reuses its outputs (TFX caching).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from vocalsep.pipeline.config import PipelineConfig
@@ -21,10 +25,36 @@ def metadata_path(config: PipelineConfig) -> Path:
     return Path(config.pipeline_root) / METADATA_FILE
 
 
-def run_local(config: PipelineConfig) -> None:
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What one local run did: components executed, and those that reused cached results."""
+
+    executed: tuple[str, ...]
+    cached: tuple[str, ...]
+
+
+def run_local(config: PipelineConfig) -> RunSummary:
     """Runs every component in order, reusing cached results where nothing changed."""
     Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         str(metadata_path(config))
     )
+    started_ms = int(time.time() * 1000)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, connection))
+    return _summary(connection, started_ms)
+
+
+def _summary(connection: metadata_store_pb2.ConnectionConfig, since_ms: int) -> RunSummary:
+    """Executions recorded in MLMD since ``since_ms``, by final state."""
+    store = metadata_store.MetadataStore(connection)
+    executed, cached = [], []
+    for execution in store.get_executions():
+        if execution.create_time_since_epoch < since_ms:
+            continue
+        (execution_type,) = store.get_execution_types_by_id([execution.type_id])
+        node = execution_type.name.rsplit(".", 1)[-1]
+        if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
+            cached.append(node)
+        elif execution.last_known_state == metadata_store_pb2.Execution.COMPLETE:
+            executed.append(node)
+    return RunSummary(tuple(executed), tuple(cached))

@@ -11,9 +11,11 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.proto import trainer_pb2
 
+from vocalsep.components.evaluator.component import SdrEvaluator
 from vocalsep.data.pipeline import data_components
 from vocalsep.data.roots import join
 from vocalsep.pipeline.config import PipelineConfig
+from vocalsep.serving.push import pusher
 
 RUN_FN = "vocalsep.model.trainer.run_fn"
 
@@ -50,7 +52,18 @@ def create_components(config: PipelineConfig) -> list[BaseNode]:
         write_schema=not config.schema_dir,
     )
     trainer = trainer_component(config, transform)
-    return [example_gen, schema_gen, transform, trainer]
+    evaluator = SdrEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        config=config.evaluator_config(),
+    )
+    model_pusher = pusher(
+        trainer.outputs["model"],
+        config.serving_base_dir,
+        config.model_name,
+        model_blessing=evaluator.outputs["blessing"],
+    )
+    return [example_gen, schema_gen, transform, trainer, evaluator, model_pusher]
 
 
 def create_pipeline(

@@ -1,0 +1,61 @@
+"""The README's first command: the whole pipeline, served, separating a song; then the cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from vocalsep.pipeline import demo
+
+
+def _demo(root: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "vocalsep", "demo", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_then_reuses_every_cached_result(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    first = _demo(root)
+    assert "reused cached" not in first.stdout
+    for component in ("FileBasedExampleGen", "Trainer", "SdrEvaluator", "Pusher"):
+        assert f"Component {component} is finished" in first.stdout
+    (version,) = (root / "serving" / "vocalsep").iterdir()
+    mix, rate = soundfile.read(root / "demo_mix.wav", dtype="float32")
+    vocals, _ = soundfile.read(root / "stems" / "demo_mix" / "vocals.wav", dtype="float32")
+    accompaniment, _ = soundfile.read(
+        root / "stems" / "demo_mix" / "accompaniment.wav", dtype="float32"
+    )
+    assert vocals.shape == accompaniment.shape == mix.shape
+    assert rate == 44100
+    # Soft masks split the mix: the stems add back up to it (to 16-bit output precision).
+    np.testing.assert_allclose(vocals + accompaniment, mix, atol=2e-3)
+    (report,) = (root / "pipeline" / "SdrEvaluator" / "report").glob("*/report.html")
+    assert "<audio" in report.read_text()
+    assert f"report: {report}" in first.stdout
+
+    second = _demo(root)
+    assert "reused cached results of 6 of 6" in second.stdout
+    assert [path.name for path in (root / "serving" / "vocalsep").iterdir()] == [version.name]
+
+
+def test_demo_config_gates_above_the_mixture_and_validates_on_held_out_songs(
+    tmp_path: Path,
+) -> None:
+    config = demo.demo_config(tmp_path)
+    assert config.evaluator_config().floor_db == demo.DEMO_FLOOR_DB > 0
+    (root,) = config.data_roots
+    assert root.validation_tracks == demo.DEMO_EVAL_TRACKS
+    assert config.trainer_custom_config()["eval_roots"] == [root.to_dict()]
+    assert config.ingest.segment_samples >= config.trainer.unet_config().patch_frames
