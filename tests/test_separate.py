@@ -186,11 +186,13 @@ def test_a_failure_while_writing_leaves_no_output(separator: Separator, tmp_path
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_model_is_required_and_help_stays_light(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_default_model_errors_name_the_folder_and_help_stays_light(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert cli.main(["separate", "song.wav", "-o", str(tmp_path)]) == cli.EXIT_USAGE
-    assert "no default model is shipped yet" in capsys.readouterr().err
+    monkeypatch.setenv("VOCALSEP_MODEL_DIR", str(tmp_path / "nowhere"))
+    assert cli.main(["separate", "song.wav", "-o", str(tmp_path)]) == cli.EXIT_FAILED
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'nowhere'}: no default model there; pass --model DIR" in error
     assert cli.main(["separate", "song.wav", "-o", str(tmp_path), "--model", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith(f"vocalsep: error: {tmp_path}: not a vocalsep model")
     probe = (
@@ -202,4 +204,4 @@ def test_model_is_required_and_help_stays_light(
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     help_text = " ".join(result.stdout.split())
-    assert "--model DIR" in help_text and "no default model is shipped yet" in help_text
+    assert "--model DIR" in help_text and "default: the shipped model" in help_text

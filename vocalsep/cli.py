@@ -90,14 +90,6 @@ def _remote_separator(args: argparse.Namespace) -> Separator:
 
 
 def _cmd_separate(args: argparse.Namespace) -> int:
-    if args.model is None and args.server is None:
-        print(
-            "vocalsep: error: --model DIR or --server HOST:PORT is required: no default model "
-            "is shipped yet; pass the directory of a model exported by vocalsep, or the "
-            "address of a TF Serving server",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     if args.model is not None and args.server is not None:
         print("vocalsep: error: give --model or --server, not both", file=sys.stderr)
         return EXIT_USAGE
@@ -105,7 +97,12 @@ def _cmd_separate(args: argparse.Namespace) -> int:
 
     from vocalsep.separator import Separator
 
-    separator = Separator(args.model) if args.server is None else _remote_separator(args)
+    if args.server is not None:
+        separator = _remote_separator(args)
+    else:
+        from vocalsep.model.default import default_model_dir
+
+        separator = Separator(args.model or default_model_dir())
     show_progress = not args.quiet and sys.stderr.isatty()
     failures = 0
     for path in args.inputs:
@@ -252,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument(
         "--model",
         metavar="DIR",
-        help="exported model directory; required for now, as no default model is shipped yet",
+        help="exported model directory (default: the shipped model, models/default, or "
+        "$VOCALSEP_MODEL_DIR)",
     )
     separate.add_argument(
         "--server", metavar="HOST:PORT", help="separate on a TF Serving gRPC server instead"

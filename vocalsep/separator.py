@@ -61,14 +61,15 @@ class Separator:
     share about two model chunks (19 s with the default export), which is why the default
     block is long: 120 s blocks recompute under a fifth of the audio, 60 s ones half of it.
 
-    ``model`` is an exported model directory or a ``StemModel`` (e.g. a TF Serving client).
+    ``model`` is an exported model directory or a ``StemModel`` (e.g. a TF Serving client);
+    by default, the shipped model (``vocalsep.model.default``).
     ``in_flight`` blocks are sent to the model at once; more than one only pays off for a
     remote model, where it overlaps network transfer, server queueing and local decoding.
     """
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | StemModel,
+        model: str | os.PathLike[str] | StemModel | None = None,
         *,
         block_seconds: float = 120.0,
         overlap_seconds: float = 1.0,
@@ -79,6 +80,10 @@ class Separator:
                 f"block_seconds and in_flight must be positive and overlap_seconds >= 0, got "
                 f"{block_seconds}, {in_flight}, {overlap_seconds}"
             )
+        if model is None:
+            from vocalsep.model.default import default_model_dir
+
+            model = default_model_dir()
         self._model = _load_model(model) if isinstance(model, (str, os.PathLike)) else model
         self._in_flight = in_flight
         self.sample_rate: int = self._model.sample_rate
