@@ -29,6 +29,10 @@ image:
 pipeline.yaml: install
 	$(BIN)/vocalsep pipeline compile -o pipeline.yaml --image $(IMAGE)
 
+# The shipped model (models/README.md): about 75 min on 2 CPU cores with ../shared/data.
+train-default: install
+	$(BIN)/python scripts/train_default.py
+
 lock:
 	bash scripts/lock.sh
 
