@@ -40,6 +40,7 @@ def songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_prints_the_table_and_writes_json_and_report(
     model_dir: Path, songs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -77,6 +78,7 @@ def test_prints_the_table_and_writes_json_and_report(
     assert candidate["aggregate"] == metrics["models"]["baseline"]["aggregate"]
     assert f"{candidate['aggregate']['vocals']['SDR']:.2f}" in out
     assert metrics["decision"]["blessed"] is False
+    assert metrics["config"]["min_improvement_db"] == 0.5
     assert metrics["cost"]["museval_scorings"] == 6
     assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
 

@@ -167,7 +167,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vocalsep.evaluation import report
     from vocalsep.evaluation.evaluate import json_text
     from vocalsep.evaluation.gate import EvaluatorConfig
-    from vocalsep.evaluation.run import evaluate_exports
+    from vocalsep.evaluation.run import evaluate_exports, metrics_document
     from vocalsep.evaluation.sources import dataset_root, tracks_from_root
 
     config = EvaluatorConfig(
@@ -187,9 +187,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(report.text_summary(result, decision))
     if args.json:
-        metrics = result.to_dict()
-        metrics["decision"] = {"blessed": decision.blessed, "reasons": list(decision.reasons)}
-        print(f"wrote {report.write_text_atomically(args.json, json_text(metrics))}")
+        metrics = json_text(metrics_document(result, decision, config))
+        print(f"wrote {report.write_text_atomically(args.json, metrics)}")
     if args.report:
         print(f"wrote {report.write_report(args.report, result, decision)}")
     return EXIT_OK

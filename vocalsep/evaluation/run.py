@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import tensorflow as tf
 
@@ -63,3 +64,13 @@ def evaluate_exports(
         config.min_improvement_db,
     )
     return result, decision
+
+
+def metrics_document(
+    result: EvaluationResult, decision: gate.Decision, config: gate.EvaluatorConfig
+) -> dict[str, Any]:
+    """The metrics JSON's content: scores, cost, the verdict and the settings it was made with."""
+    document = result.to_dict()
+    document["decision"] = {"blessed": decision.blessed, "reasons": list(decision.reasons)}
+    document["config"] = config.to_dict()
+    return document

@@ -23,7 +23,7 @@ from tfx.utils import path_utils
 from vocalsep.data import splits
 from vocalsep.evaluation import gate, report
 from vocalsep.evaluation.evaluate import json_text
-from vocalsep.evaluation.run import evaluate_exports
+from vocalsep.evaluation.run import evaluate_exports, metrics_document
 from vocalsep.evaluation.sources import tracks_from_examples
 from vocalsep.serving import push
 
@@ -61,9 +61,7 @@ class Executor(base_executor.BaseExecutor):
             candidate_dir, tracks_from_examples(split_dir), config, baseline_dir, where=split_dir
         )
 
-        metrics = result.to_dict()
-        metrics["decision"] = {"blessed": decision.blessed, "reasons": list(decision.reasons)}
-        metrics["config"] = config.to_dict()
+        metrics = metrics_document(result, decision, config)
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         write_atomically(f"{evaluation.uri}/{METRICS_FILE}", json_text(metrics))
         report_artifact = artifact_utils.get_single_instance(output_dict["report"])
