@@ -20,13 +20,16 @@ from ml_metadata.metadata_store import metadata_store
 from test_trainer import FRAMES, INFERENCE, STFT, _config, _segments, _statistics, _track
 from test_trainer import _write_transformed as write_transformed
 from tfx import v1 as tfx
+from tfx.types import artifact_utils
 
 from vocalsep.audio import synth
-from vocalsep.components.evaluator.component import SdrEvaluator
+from vocalsep.components.evaluator.component import HtmlReport, SdrEvaluator
+from vocalsep.components.evaluator.executor import Executor
 from vocalsep.components.example_gen.component import multitrack_example_gen
 from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES
+from vocalsep.errors import NoEvalTracksError
 from vocalsep.evaluation.gate import EvaluatorConfig
 from vocalsep.model import export, trainer, unet
 from vocalsep.serving import push
@@ -186,3 +189,23 @@ def test_every_setting_is_an_exec_property_with_its_declared_type() -> None:
     }
     assert isinstance(evaluator.exec_properties["floor_db"], float)
     assert set(evaluator.outputs) == {"blessing", "evaluation", "report"}
+
+
+def test_examples_without_an_eval_split_are_a_clear_error(tmp_path: Path) -> None:
+    examples = tfx.types.standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = artifact_utils.encode_split_names(["train"])
+    model = tfx.types.standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    outputs = {
+        name: [artifact_type()]
+        for name, artifact_type in (
+            ("blessing", tfx.types.standard_artifacts.ModelBlessing),
+            ("evaluation", tfx.types.standard_artifacts.ModelEvaluation),
+            ("report", HtmlReport),
+        )
+    }
+    with pytest.raises(NoEvalTracksError, match="no 'eval' split"):
+        Executor().Do(
+            {"examples": [examples], "model": [model]}, outputs, EvaluatorConfig().to_dict()
+        )

@@ -21,6 +21,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from vocalsep.data import splits
+from vocalsep.errors import NoEvalTracksError
 from vocalsep.evaluation import gate, report
 from vocalsep.evaluation.evaluate import json_text
 from vocalsep.evaluation.run import evaluate_exports, metrics_document
@@ -54,7 +55,18 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         candidate_dir = path_utils.serving_model_path(model.uri)
-        baseline_dir = push.latest_version_dir(config.serving_base_dir, config.model_name)
+        baseline_dir = (
+            push.latest_version_dir(config.serving_base_dir, config.model_name)
+            if config.serving_base_dir
+            else None
+        )
+        split_names = artifact_utils.decode_split_names(examples.split_names)
+        if splits.EVAL not in split_names:
+            raise NoEvalTracksError(
+                f"{examples.uri}: the examples have no '{splits.EVAL}' split (splits: "
+                f"{', '.join(split_names) or 'none'}); the SdrEvaluator needs the ExampleGen's "
+                "whole eval tracks"
+            )
         split_dir = artifact_utils.get_split_uri([examples], splits.EVAL)
         logging.info("SdrEvaluator: candidate %s, served model %s", candidate_dir, baseline_dir)
         result, decision = evaluate_exports(
