@@ -58,8 +58,10 @@ class Separator:
     ``block_seconds`` bounds the audio the model sees at once (memory); ``overlap_seconds`` is
     the least crossfade between blocks. Both are rounded to the model's chunk grid, and each
     block also re-reads one model chunk of context, so neighbouring blocks agree exactly. Blocks
-    share about two model chunks (19 s with the default export), which is why the default
-    block is long: 120 s blocks recompute under a fifth of the audio, 60 s ones half of it.
+    share about two model chunks (18 s with the default export), so long blocks recompute
+    less but hold more: 60 s blocks (the default) recompute about 30% of the audio and keep a
+    whole process under 1.4 GB with the default model; 120 s blocks recompute 15% and peak
+    near 1.75 GB (BENCHMARKS.md).
 
     ``model`` is an exported model directory or a ``StemModel`` (e.g. a TF Serving client);
     by default, the shipped model (``vocalsep.model.default``).
@@ -71,7 +73,7 @@ class Separator:
         self,
         model: str | os.PathLike[str] | StemModel | None = None,
         *,
-        block_seconds: float = 120.0,
+        block_seconds: float = 60.0,
         overlap_seconds: float = 1.0,
         in_flight: int = 1,
     ) -> None:
