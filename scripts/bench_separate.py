@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -140,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if run % 2:
                 order.reverse()
             for name, command in order:
-                measured = run_measured(command(inputs, work / "out" / name))
+                try:
+                    measured = run_measured(command(inputs, work / "out" / name))
+                except RuntimeError as error:  # e.g. the reference running out of memory
+                    print(f"{scenario} / {name} failed: {error}", file=sys.stderr)
+                    measured = (math.nan, math.nan)
                 results.setdefault((scenario, name), []).append(measured)
                 print(f"{scenario} / {name} run {run + 1}: {measured[0]:.1f} s, "
                       f"{measured[1]:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip

@@ -231,9 +231,14 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValueError):
         trainer.TrainerConfig.from_dict({"model_size": "huge"})
     config = trainer.TrainerConfig.from_dict(
-        {"model_size": "tiny", "patch_frames": 64, "augmentation": {"gain_db": 3.0}}
+        {
+            "model_size": "tiny",
+            "patch_frames": 64,
+            "model_bins": 128,
+            "augmentation": {"gain_db": 3.0},
+        }
     )
-    assert config.unet_config().patch_frames == 64
+    assert (config.unet_config().patch_frames, config.unet_config().model_bins) == (64, 128)
     assert config.augmentation.gain_db == 3.0
 
 

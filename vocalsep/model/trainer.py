@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 class TrainerConfig:
     """Every Trainer hyperparameter; built from the Trainer's ``custom_config`` (JSON).
 
-    ``patch_frames`` of 0 keeps the model size's own patch length. An "epoch" is just
+    ``patch_frames`` and ``model_bins`` of 0 keep the model size's own values. An "epoch" is just
     ``steps_per_epoch`` steps: the progress line, the validation SDR and a checkpoint.
     Validation tracks come from ``eval_roots`` (dataset roots as ``DatasetRoot.to_dict``,
     their eval split) when given, else from the Trainer's eval files. With validation, the
@@ -72,6 +72,7 @@ class TrainerConfig:
     final_learning_rate_fraction: float = 0.1
     seed: int = 0
     patch_frames: int = 0
+    model_bins: int = 0
     shuffle_buffer: int = 1000
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     eval_tracks: int = 3
@@ -88,18 +89,19 @@ class TrainerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.patch_frames < 0 or self.eval_tracks < 0 or self.eval_seconds <= 0:
-            raise ValueError("patch_frames and eval_tracks must be >= 0, eval_seconds positive")
+        if min(self.patch_frames, self.model_bins, self.eval_tracks) < 0 or self.eval_seconds <= 0:
+            raise ValueError(
+                "patch_frames, model_bins and eval_tracks must be >= 0, eval_seconds positive"
+            )
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         object.__setattr__(self, "eval_roots", tuple(self.eval_roots))
 
     def unet_config(self) -> UNetConfig:
-        """The architecture for ``model_size``, with ``patch_frames`` overridden if set."""
+        """The architecture for ``model_size``, with ``patch_frames``/``model_bins`` if set."""
         config = UNetConfig.tiny() if self.model_size == "tiny" else UNetConfig()
-        if self.patch_frames:
-            config = dataclasses.replace(config, patch_frames=self.patch_frames)
-        return config
+        overrides = {"patch_frames": self.patch_frames, "model_bins": self.model_bins}
+        return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainerConfig:

@@ -87,11 +87,12 @@ def trainer_config_dict(config: TrainerConfig) -> dict[str, Any]:
 # equal weight hurt, ../shared/data/README.md), validated on the 14 official clips.
 DEFAULT_MODEL_TRAINER = TrainerConfig(
     model_size="default",
-    steps=1800,
-    steps_per_epoch=150,
-    batch_size=8,
+    steps=4000,
+    steps_per_epoch=400,
+    batch_size=4,
     patch_frames=128,
-    learning_rate=3e-4,
+    model_bins=1024,
+    learning_rate=1e-3,
     final_learning_rate_fraction=0.05,
     seed=0,
     shuffle_buffer=200,

@@ -1,0 +1,116 @@
+"""Separation quality on the MUSDB18-7 validation clips, every system scored in one run.
+
+Systems: a vocalsep export (through its serving signature, as users get it), Spleeter 2stems
+(``scripts/spleeter_reference.py`` in ``.venv-reference``), the mixture used as both estimates
+(the floor) and the oracle power ratio mask at n_fft 4096 / hop 1024 (the ceiling of masking).
+All are scored by ``vocalsep.evaluation.metrics`` (museval BSSEval v4, 1 s windows, median over
+frames then over tracks; MDX SDR mean over tracks) on the same decoded references.
+
+    .venv/bin/python scripts/bench_quality.py [--model models/default]
+        [--data ../shared/data/musdb18-7] [--no-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import tensorflow as tf
+
+from vocalsep.audio import dsp, io
+from vocalsep.evaluation import metrics
+from vocalsep.evaluation.evaluate import EvalTrack
+from vocalsep.evaluation.sources import dataset_root, tracks_from_root
+from vocalsep.model import export
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_PYTHON = REPO_ROOT / ".venv-reference" / "bin" / "python"
+REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "spleeter_reference.py"
+SOURCES = ("vocals", "accompaniment")
+METRICS = ("SDR", "SIR", "SAR", "MDX_SDR")
+
+Estimator = Callable[[EvalTrack], dict[str, np.ndarray]]
+
+
+def oracle(track: EvalTrack) -> dict[str, np.ndarray]:
+    """Power ratio masks computed from the true sources: what masking could reach at best."""
+    config = dsp.StftConfig()
+    spectra = {name: dsp.stft(tf.constant(track.source(name)), config) for name in SOURCES}
+    mixture = dsp.stft(tf.constant(track.mixture), config)
+    magnitudes = tf.stack([dsp.magnitude(spectra[name]) for name in SOURCES], axis=-1)
+    masks = dsp.ratio_masks(magnitudes, 2.0)
+    return {
+        name: dsp.istft(
+            dsp.apply_mask(mixture, masks[..., index]), config, len(track.mixture)
+        ).numpy()
+        for index, name in enumerate(SOURCES)
+    }
+
+
+def spleeter(tracks: list[EvalTrack], work: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Runs the reference once over every mixture (16-bit WAV in, 16-bit WAV out)."""
+    inputs = []
+    for index, track in enumerate(tracks):
+        path = work / f"track{index:02d}.wav"
+        soundfile.write(path, track.mixture, track.sample_rate, "PCM_16")
+        inputs.append(str(path))
+    subprocess.run(
+        [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPT), "-o", str(work / "spleeter"), *inputs],
+        check=True,
+        capture_output=True,
+    )
+    return {
+        track.track_id: {
+            name: io.read_audio(work / "spleeter" / f"track{index:02d}" / f"{name}.wav")[
+                : len(track.mixture)
+            ]
+            for name in SOURCES
+        }
+        for index, track in enumerate(tracks)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(REPO_ROOT / "models" / "default"))
+    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared/data/musdb18-7"))
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args(argv)
+    tracks = [t for t in tracks_from_root(dataset_root(args.data)) if isinstance(t, EvalTrack)]
+    separator = export.load_separator(args.model)
+    systems: dict[str, Estimator] = {
+        "mixture as both estimates (floor)": lambda track: {n: track.mixture for n in SOURCES},
+        f"vocalsep ({args.model})": lambda track: separator(track.mixture),
+        "oracle power ratio mask (ceiling)": oracle,
+    }
+    if not args.no_reference:
+        with tempfile.TemporaryDirectory() as work:
+            reference = spleeter(tracks, Path(work))
+        systems["Spleeter 2stems"] = lambda track: reference[track.track_id]
+    print(f"{len(tracks)} validation tracks from {args.data}\n")
+    header = ["system"] + [f"{source} {metric}" for source in SOURCES for metric in METRICS]
+    print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
+    for name, estimate in systems.items():
+        scores = [
+            metrics.score_track(
+                track.track_id,
+                {n: track.source(n) for n in SOURCES},
+                estimate(track),
+                track.sample_rate,
+            )
+            for track in tracks
+        ]
+        totals = metrics.aggregate(scores)
+        cells = [f"{totals[source][metric]:.2f}" for source in SOURCES for metric in METRICS]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
