@@ -67,13 +67,19 @@ def spleeter(tracks: list[EvalTrack], work: Path) -> dict[str, dict[str, np.ndar
     )
     return {
         track.track_id: {
-            name: io.read_audio(work / "spleeter" / f"track{index:02d}" / f"{name}.wav")[
-                : len(track.mixture)
-            ]
+            name: _fit(
+                io.read_audio(work / "spleeter" / f"track{index:02d}" / f"{name}.wav"),
+                len(track.mixture),
+            )
             for name in SOURCES
         }
         for index, track in enumerate(tracks)
     }
+
+
+def _fit(stem: np.ndarray, length: int) -> np.ndarray:
+    """Spleeter's iSTFT drops the last partial hop: pad its stems back with silence."""
+    return np.pad(stem[:length], [(0, length - min(len(stem), length)), (0, 0)])
 
 
 def main(argv: list[str] | None = None) -> int:
