@@ -120,6 +120,8 @@ def run_demo(work: Path, data: list[str] | None = None, workers: int = 0) -> dic
         flush=True,
     )
     summary = run_local(config)
+    if summary.executed:
+        print(f"[demo] executed: {', '.join(summary.executed)}", flush=True)
     if summary.cached:
         total = len(summary.cached) + len(summary.executed)
         cached = ", ".join(summary.cached)
