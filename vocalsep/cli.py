@@ -200,6 +200,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     # Library deprecation notices would bury the demo's progress lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     from vocalsep.pipeline import demo
