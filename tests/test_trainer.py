@@ -1,8 +1,7 @@
 """The Trainer on synthetic songs: it learns, exports a model that separates, and resumes.
 
-Transformed examples are written directly with the Transform's feature names and the shared
-DSP core (what the Transform computes, see tests/test_transform.py), at the tiny model's STFT,
-so a run takes seconds instead of a Beam pipeline.
+Transformed examples come from tests/tiny_training.py (written directly with the Transform's
+feature names and the shared DSP core), so a run takes seconds instead of a Beam pipeline.
 """
 
 from __future__ import annotations
@@ -17,20 +16,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
+from tiny_training import (
+    FRAMES,
+    SEGMENT,
+    STFT,
+    TRACK_SECONDS,
+    feature_spec,
+    segments,
+    statistics,
+    synthetic_track,
+    write_transformed,
+)
 
-from vocalsep.audio import dsp, synth
+from vocalsep.audio import synth
 from vocalsep.data import roots
-from vocalsep.data.config import IngestConfig, samples_for_frames
+from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES, make_example
 from vocalsep.data.pipeline import data_components
 from vocalsep.model import augment, export, trainer, unet
 from vocalsep.model.unet import UNetConfig
-from vocalsep.transforms import preprocessing
 
-STFT = UNetConfig.tiny().stft
-FRAMES = 64
-SEGMENT = samples_for_frames(FRAMES, STFT)
-TRACK_SECONDS = 2.0
 INFERENCE = export.InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
 
 
@@ -43,76 +48,19 @@ class Data:
     eval_tracks: list[dict[str, np.ndarray]]
 
 
-def _track(seed: int) -> dict[str, np.ndarray]:
-    stems = synth.generate_track(seed, TRACK_SECONDS)
-    return {
-        "vocals": stems["vocals"],
-        "accompaniment": stems["drums"] + stems["bass"] + stems["other"],
-    }
-
-
-def _float_feature(values: np.ndarray) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values.reshape(-1)))
-
-
-def _segments(tracks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Each train segment's per-source complex STFTs, as the Transform computes them."""
-    return [
-        {
-            source: dsp.stft(track[source][start : start + SEGMENT], STFT).numpy()
-            for source in SOURCES
-        }
-        for track in tracks
-        for start in range(0, len(track["vocals"]) - SEGMENT + 1, SEGMENT)
-    ]
-
-
-def _statistics(segments: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The Transform's per-bin mean and scale of ``log1p(|mixture|)``."""
-    log_magnitudes = np.concatenate(
-        [
-            np.log1p(np.abs(sum(segment.values()))).transpose(0, 2, 1).reshape(-1, STFT.num_bins)
-            for segment in segments
-        ]
-    )
-    mean = log_magnitudes.mean(axis=0).astype(np.float32)
-    scale = np.maximum(log_magnitudes.std(axis=0), preprocessing.MIN_SCALE).astype(np.float32)
-    return mean, scale
-
-
-def _write_transformed(
-    path: Path, segments: list[dict[str, np.ndarray]], mean: np.ndarray, scale: np.ndarray
-) -> None:
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for segment in segments:
-            feature = {
-                preprocessing.MEAN_FEATURE: _float_feature(mean),
-                preprocessing.SCALE_FEATURE: _float_feature(scale),
-            }
-            for source, spectrogram in segment.items():
-                for part, values in (("real", spectrogram.real), ("imag", spectrogram.imag)):
-                    feature[preprocessing.stft_feature(source, part)] = _float_feature(values)
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writer.write(example.SerializeToString())
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
     work = tmp_path_factory.mktemp("transformed")
-    shards = [_segments([_track(10 + 3 * shard + i) for i in range(3)]) for shard in range(2)]
-    mean, scale = _statistics([segment for shard in shards for segment in shard])
+    shards = [
+        segments([synthetic_track(10 + 3 * shard + i) for i in range(3)]) for shard in range(2)
+    ]
+    mean, scale = statistics([segment for shard in shards for segment in shard])
     files = []
-    for index, segments in enumerate(shards):
+    for index, shard in enumerate(shards):
         files.append(str(work / f"train-{index}.gz"))
-        _write_transformed(Path(files[-1]), segments, mean, scale)
-    stft_spec = tf.io.FixedLenFeature([FRAMES, STFT.num_bins, 2], tf.float32)
-    feature_spec = {
-        preprocessing.stft_feature(source, part): stft_spec
-        for source in SOURCES
-        for part in ("real", "imag")
-    }
-    eval_tracks = [_track(100 + i) for i in range(2)]
-    return Data(files, feature_spec, mean, scale, eval_tracks)
+        write_transformed(Path(files[-1]), shard, mean, scale)
+    eval_tracks = [synthetic_track(100 + i) for i in range(2)]
+    return Data(files, feature_spec(), mean, scale, eval_tracks)
 
 
 def _config(**overrides: Any) -> trainer.TrainerConfig:
@@ -278,7 +226,7 @@ def test_tfx_trainer_after_transform_exports_a_serving_model(tmp_path: Path) -> 
     tfx.orchestration.LocalDagRunner().run(pipeline)
     (serving_dir,) = (pipeline_root / "Trainer" / "model").glob("*/Format-Serving")
     separator = export.load_separator(serving_dir)
-    stems = separator(_track(7)["vocals"][:SEGMENT])
+    stems = separator(synthetic_track(7)["vocals"][:SEGMENT])
     assert set(stems) == set(SOURCES)
     assert stems["vocals"].shape == (SEGMENT, 2)
     (checkpoints,) = (pipeline_root / "Trainer" / "model_run").glob(f"*/{trainer.CHECKPOINT_DIR}")

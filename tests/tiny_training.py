@@ -1,8 +1,8 @@
 """A trained tiny model for tests that need a real Trainer export, in seconds.
 
-As in tests/test_trainer.py, transformed examples are written directly with the Transform's
-feature names and the shared DSP core (no Beam pipeline), then ``trainer.train`` runs a few
-steps of the tiny U-Net and exports the serving SavedModel.
+Transformed examples are written directly with the Transform's feature names and the shared
+DSP core (what the Transform computes, see tests/test_transform.py), so a Trainer run takes
+seconds instead of a Beam pipeline; tests/test_trainer.py uses the same helpers.
 """
 
 from __future__ import annotations
@@ -21,34 +21,33 @@ from vocalsep.transforms import preprocessing
 
 STFT = UNetConfig.tiny().stft
 FRAMES = 64
+SEGMENT = samples_for_frames(FRAMES, STFT)
 TRACK_SECONDS = 2.0
 
 
-def _segments(seeds: range) -> list[dict[str, np.ndarray]]:
+def synthetic_track(seed: int) -> dict[str, np.ndarray]:
+    """A synthetic song's vocals and accompaniment (the other stems summed)."""
+    stems = synth.generate_track(seed, TRACK_SECONDS)
+    return {
+        "vocals": stems["vocals"],
+        "accompaniment": stems["drums"] + stems["bass"] + stems["other"],
+    }
+
+
+def segments(tracks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """Each train segment's per-source complex STFTs, as the Transform computes them."""
-    segment = samples_for_frames(FRAMES, STFT)
-    segments = []
-    for seed in seeds:
-        stems = synth.generate_track(seed, TRACK_SECONDS)
-        track = {"vocals": stems["vocals"], "accompaniment": stems["drums"] + stems["bass"]}
-        track["accompaniment"] = track["accompaniment"] + stems["other"]
-        for start in range(0, len(track["vocals"]) - segment + 1, segment):
-            segments.append(
-                {
-                    source: dsp.stft(track[source][start : start + segment], STFT).numpy()
-                    for source in SOURCES
-                }
-            )
-    return segments
+    return [
+        {
+            source: dsp.stft(track[source][start : start + SEGMENT], STFT).numpy()
+            for source in SOURCES
+        }
+        for track in tracks
+        for start in range(0, len(track["vocals"]) - SEGMENT + 1, SEGMENT)
+    ]
 
 
-def _float_feature(values: np.ndarray) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values.reshape(-1)))
-
-
-def _write_transformed(path: Path, seeds: range) -> tuple[np.ndarray, np.ndarray]:
-    """Writes the examples; returns the Transform's per-bin mean and scale of log1p(|mix|)."""
-    segments = _segments(seeds)
+def statistics(segments: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The Transform's per-bin mean and scale of ``log1p(|mixture|)``."""
     log_magnitudes = np.concatenate(
         [
             np.log1p(np.abs(sum(segment.values()))).transpose(0, 2, 1).reshape(-1, STFT.num_bins)
@@ -57,6 +56,17 @@ def _write_transformed(path: Path, seeds: range) -> tuple[np.ndarray, np.ndarray
     )
     mean = log_magnitudes.mean(axis=0).astype(np.float32)
     scale = np.maximum(log_magnitudes.std(axis=0), preprocessing.MIN_SCALE).astype(np.float32)
+    return mean, scale
+
+
+def _float_feature(values: np.ndarray) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values.reshape(-1)))
+
+
+def write_transformed(
+    path: Path, segments: list[dict[str, np.ndarray]], mean: np.ndarray, scale: np.ndarray
+) -> None:
+    """Writes transformed examples with the Transform's feature names (gzip TFRecords)."""
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
         for segment in segments:
             feature = {
@@ -68,7 +78,16 @@ def _write_transformed(path: Path, seeds: range) -> tuple[np.ndarray, np.ndarray
                     feature[preprocessing.stft_feature(source, part)] = _float_feature(values)
             example = tf.train.Example(features=tf.train.Features(feature=feature))
             writer.write(example.SerializeToString())
-    return mean, scale
+
+
+def feature_spec() -> dict[str, tf.io.FixedLenFeature]:
+    """The transformed feature spec for ``FRAMES``-frame segments at the tiny STFT."""
+    stft_spec = tf.io.FixedLenFeature([FRAMES, STFT.num_bins, 2], tf.float32)
+    return {
+        preprocessing.stft_feature(source, part): stft_spec
+        for source in SOURCES
+        for part in ("real", "imag")
+    }
 
 
 def train_tiny_model(
@@ -81,13 +100,9 @@ def train_tiny_model(
     """
     model_uri.mkdir(parents=True)
     data_file = model_uri.parent / f"{model_uri.name}-transformed.gz"
-    mean, scale = _write_transformed(data_file, range(10 + seed, 13 + seed))
-    stft_spec = tf.io.FixedLenFeature([FRAMES, STFT.num_bins, 2], tf.float32)
-    feature_spec = {
-        preprocessing.stft_feature(source, part): stft_spec
-        for source in SOURCES
-        for part in ("real", "imag")
-    }
+    train_segments = segments([synthetic_track(index) for index in range(10 + seed, 13 + seed)])
+    mean, scale = statistics(train_segments)
+    write_transformed(data_file, train_segments, mean, scale)
     config = trainer.TrainerConfig.from_dict(
         {
             "model_size": "tiny",
@@ -102,7 +117,7 @@ def train_tiny_model(
     trainer.train(
         config,
         [str(data_file)],
-        feature_spec,
+        feature_spec(),
         mean,
         scale,
         model_uri.parent / f"{model_uri.name}-run",
