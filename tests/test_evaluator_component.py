@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 from ml_metadata.metadata_store import metadata_store
-from test_trainer import FRAMES, INFERENCE, STFT, _config, _segments, _statistics, _track
-from test_trainer import _write_transformed as write_transformed
+from test_trainer import INFERENCE, _config
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tiny_training import feature_spec, segments, statistics, synthetic_track, write_transformed
 
 from vocalsep.audio import synth
 from vocalsep.components.evaluator.component import HtmlReport, SdrEvaluator
@@ -28,12 +27,10 @@ from vocalsep.components.evaluator.executor import Executor
 from vocalsep.components.example_gen.component import multitrack_example_gen
 from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig
-from vocalsep.data.examples import SOURCES
 from vocalsep.errors import NoEvalTracksError
 from vocalsep.evaluation.gate import EvaluatorConfig
 from vocalsep.model import export, trainer, unet
 from vocalsep.serving import push
-from vocalsep.transforms import preprocessing
 
 MODEL_NAME = "vocalsep"
 EVAL_TRACKS = ("synth_000", "synth_001")
@@ -41,19 +38,13 @@ EVAL_TRACKS = ("synth_000", "synth_001")
 
 def _train_good_model(work: Path, target: Path) -> tuple[np.ndarray, np.ndarray]:
     """A tiny U-Net trained for 100 steps, exported to ``target``; returns its statistics."""
-    segments = _segments([_track(10 + index) for index in range(4)])
-    mean, scale = _statistics(segments)
-    write_transformed(work / "train.gz", segments, mean, scale)
-    stft_spec = tf.io.FixedLenFeature([FRAMES, STFT.num_bins, 2], tf.float32)
-    feature_spec = {
-        preprocessing.stft_feature(source, part): stft_spec
-        for source in SOURCES
-        for part in ("real", "imag")
-    }
+    train_segments = segments([synthetic_track(10 + index) for index in range(4)])
+    mean, scale = statistics(train_segments)
+    write_transformed(work / "train.gz", train_segments, mean, scale)
     trainer.train(
         _config(steps=100, steps_per_epoch=50),
         [str(work / "train.gz")],
-        feature_spec,
+        feature_spec(),
         mean,
         scale,
         work / "run",
