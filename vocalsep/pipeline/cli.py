@@ -48,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from vocalsep.pipeline import kubeflow_runner
+    from vocalsep.pipeline import config, kubeflow_runner
 
     beam = kubeflow_runner.beam_args(
         args.beam_runner,
@@ -63,7 +63,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         serving_base_dir=args.serving_dir,
         beam_pipeline_args=beam,
     )
-    image = args.image or kubeflow_runner.DEFAULT_IMAGE
+    image = args.image or config.DEFAULT_IMAGE
     output = kubeflow_runner.compile_pipeline(pipeline_config, args.output, image)
     print(f"wrote {output}")
     return 0

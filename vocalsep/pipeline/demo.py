@@ -138,7 +138,7 @@ def run_demo(work: Path, data: list[str] | None = None, workers: int = 0) -> dic
     address, server = _start_server(Path(config.serving_base_dir), work / "server.log")
     try:
         print(f"[demo] vocalsep serve listening on {address}", flush=True)
-        mix_path = _demo_mix(work, config)
+        mix_path = _demo_mix(work)
         with ServingClient(
             address, config.model_name, connect_deadline_s=SERVER_START_DEADLINE_S
         ) as client:
@@ -157,8 +157,8 @@ def run_demo(work: Path, data: list[str] | None = None, workers: int = 0) -> dic
     return results
 
 
-def _demo_mix(work: Path, config: PipelineConfig) -> Path:
-    """A mix the model never trained on: the first eval track, or a fresh synthetic song."""
+def _demo_mix(work: Path) -> Path:
+    """A mix the model never trained on: a synthetic song from a seed no dataset track uses."""
     path = work / "demo_mix.wav"
     if not path.exists():
         seed = synth.track_seed(DEMO_SEED + 1, 0)

@@ -15,8 +15,6 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from vocalsep.data.roots import DatasetRoot
 from vocalsep.pipeline.config import DEFAULT_IMAGE, PipelineConfig, local_beam_args
-
-__all__ = ["DEFAULT_IMAGE", "beam_args", "cluster_config", "compile_pipeline"]
 from vocalsep.pipeline.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
