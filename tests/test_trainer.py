@@ -295,3 +295,57 @@ def test_eval_tracks_from_roots_are_the_roots_eval_split(tmp_path: Path) -> None
     assert tracks[0]["vocals"].shape == (1000, 2)
     expected = synth.generate_track(synth.track_seed(2, 1), 1.0)["vocals"][:1000]
     np.testing.assert_allclose(tracks[0]["vocals"], expected, atol=1e-4)
+
+
+def test_weight_average_folds_in_weights_and_swaps_in_and_out() -> None:
+    model = unet.build_unet(UNetConfig.tiny())
+    initial = [weights.copy() for weights in model.get_weights()]
+    average = trainer._WeightAverage(model, decay=0.5)
+    model.set_weights([weights + 1.0 for weights in initial])
+    average.update(tf.constant(100, tf.int64))  # the ramp (101/110) is past 0.5: rate 0.5
+    with average.swapped_in():
+        for inside, start in zip(model.get_weights(), initial, strict=True):
+            np.testing.assert_allclose(inside, start + 0.5, atol=1e-6)
+    for after, start in zip(model.get_weights(), initial, strict=True):
+        np.testing.assert_allclose(after, start + 1.0, atol=1e-6)
+    average.update(tf.constant(0, tf.int64))  # step 0: rate 0.1, the average jumps to the weights
+    np.testing.assert_allclose(average.averages[0].numpy(), initial[0] + 0.95, atol=1e-6)
+
+
+def test_the_weight_average_is_validated_exported_and_checkpointed(
+    data: Data, tmp_path: Path
+) -> None:
+    config = _config(steps=10, steps_per_epoch=5, weight_average_decay=0.9)
+    run_dir = tmp_path / "run"
+    result = _train(
+        data, config, run_dir, serving_model_dir=tmp_path / "serving", eval_tracks=data.eval_tracks
+    )
+    assert result.last_step == 10 and len(result.validation_sdrs) == 2
+    saved = dict(tf.train.list_variables(str(run_dir / trainer.CHECKPOINT_DIR)))
+    averaged = [name for name in saved if name.startswith("weight_average/averages/")]
+    model = unet.build_unet(config.unet_config())
+    assert len(averaged) == len(model.weights)
+    # The best epoch's weights are the average's, not the raw weights of that step.
+    record = json.loads((run_dir / trainer.BEST_DIR / trainer.BEST_RECORD).read_text())
+    reader = tf.train.load_checkpoint(str(run_dir / trainer.CHECKPOINT_DIR))
+    model.load_weights(str(run_dir / trainer.BEST_DIR / "weights"))
+    if record["step"] == 10:
+        first_kernel = reader.get_tensor("weight_average/averages/0/.ATTRIBUTES/VARIABLE_VALUE")
+        np.testing.assert_allclose(model.weights[0].numpy(), first_kernel, atol=1e-6)
+    raw_kernel = reader.get_tensor("model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    assert not np.allclose(model.weights[0].numpy(), raw_kernel)
+    # Resuming restores the saved average (not a fresh one from the raw weights), and without a
+    # validated epoch the average is what gets exported.
+    for path in (run_dir / trainer.BEST_DIR).iterdir():
+        path.unlink()
+    resumed = _train(data, config, run_dir, serving_model_dir=tmp_path / "resumed")
+    assert resumed.first_step == 10 and resumed.last_step == 10
+    exported = tf.train.load_checkpoint(str(resumed.export_dir / "variables" / "variables"))
+    average_kernel = reader.get_tensor("weight_average/averages/0/.ATTRIBUTES/VARIABLE_VALUE")
+    matches = [
+        name
+        for name, shape in tf.train.list_variables(str(resumed.export_dir / "variables/variables"))
+        if list(shape) == list(average_kernel.shape)
+        and np.allclose(exported.get_tensor(name), average_kernel, atol=1e-6)
+    ]
+    assert matches

@@ -9,11 +9,12 @@ checkpoint; the final model is written with ``export.export_saved_model``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ class TrainerConfig:
     Validation tracks come from ``eval_roots`` (dataset roots as ``DatasetRoot.to_dict``,
     their eval split) when given, else from the Trainer's eval files. With validation, the
     export holds the weights of the best-scoring epoch, and ``patience`` epochs without a new
-    best stop the run early (0: never stop early).
+    best stop the run early (0: never stop early). A ``weight_average_decay`` in (0, 1) keeps an
+    exponential moving average of the weights, and that average is what is validated and
+    exported (0: the raw weights).
     """
 
     model_size: str = "default"
@@ -80,6 +83,7 @@ class TrainerConfig:
     eval_roots: tuple[Mapping[str, Any], ...] = ()
     patience: int = 0
     checkpoints_to_keep: int = 3
+    weight_average_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model_size not in MODEL_SIZES:
@@ -95,6 +99,10 @@ class TrainerConfig:
             )
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if not 0 <= self.weight_average_decay < 1:
+            raise ValueError(
+                f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}"
+            )
         object.__setattr__(self, "eval_roots", tuple(self.eval_roots))
 
     def unet_config(self) -> UNetConfig:
@@ -306,6 +314,43 @@ class _BestWeights:
         return True
 
 
+class _WeightAverage(tf.Module):
+    """An exponential moving average of every model weight, batch-norm statistics included.
+
+    With a few minutes of music and batches of four, the weights wander from epoch to epoch
+    (validation SDR swung by +-0.6 dB); their running average is a steadier model. The decay
+    ramps up as ``(1 + step) / (10 + step)`` so the average forgets the random initialisation.
+    """
+
+    def __init__(self, model: keras.Model, decay: float) -> None:
+        super().__init__(name="weight_average")
+        self.decay = decay
+        self._weights = list(model.weights)
+        self.averages = [
+            tf.Variable(weight.read_value(), trainable=False, name=f"average_{index}")
+            for index, weight in enumerate(self._weights)
+        ]
+
+    def update(self, step: tf.Tensor) -> None:
+        """Folds the current weights in; ``step`` is the optimiser's step count."""
+        step = tf.cast(step, tf.float32)
+        rate = tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(self.averages, self._weights, strict=True):
+            average.assign(rate * average + (1.0 - rate) * tf.cast(weight, tf.float32))
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The model holds the averaged weights inside the block, its own again after it."""
+        raw = [weight.numpy() for weight in self._weights]
+        for weight, average in zip(self._weights, self.averages, strict=True):
+            weight.assign(average)
+        try:
+            yield
+        finally:
+            for weight, value in zip(self._weights, raw, strict=True):
+                weight.assign(value)
+
+
 def _strategy() -> tf.distribute.Strategy:
     """MirroredStrategy across GPUs when there are any; the default strategy on CPU."""
     if tf.config.list_logical_devices("GPU"):
@@ -363,6 +408,13 @@ def train(
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     first_step = int(optimizer.iterations.numpy())
+    average = None
+    if trainer_config.weight_average_decay:
+        with strategy.scope():
+            # Made after the restore so that a checkpoint without an average starts it from
+            # the restored weights; attaching it restores a saved average (deferred restore).
+            average = _WeightAverage(model, trainer_config.weight_average_decay)
+        checkpoint.weight_average = average
 
     dataset = training_dataset(train_files, feature_spec, trainer_config, config, first_step)
     batches = iter(strategy.experimental_distribute_dataset(dataset))
@@ -389,6 +441,8 @@ def train(
             mixture, sources = next(iterator)
             losses = strategy.run(replica_step, args=(mixture, sources))
             total += strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+            if average is not None:
+                average.update(optimizer.iterations)
         return total / tf.cast(count, tf.float32)
 
     writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
@@ -403,9 +457,10 @@ def train(
         losses.append(loss)
         if eval_tracks:
             mask_power = inference_config.mask_power
-            sdr = validation_sdr(model, eval_tracks, mean, scale, config, mask_power)
+            with average.swapped_in() if average else contextlib.nullcontext():
+                sdr = validation_sdr(model, eval_tracks, mean, scale, config, mask_power)
+                best.offer(sdr, step)
             sdrs.append(sdr)
-            best.offer(sdr, step)
             validation = (
                 f"validation vocals SDR {sdr:.2f} dB on {len(eval_tracks)} tracks "
                 f"(best {best.sdr:.2f} dB at step {best.step})"
@@ -431,6 +486,9 @@ def train(
     if serving_model_dir is not None:
         if best.restore():
             logger.info("exporting the best epoch: step %d, %.2f dB", best.step, best.sdr)
+        elif average is not None:
+            for weight, value in zip(model.weights, average.averages, strict=True):
+                weight.assign(value)
         export_dir = export.export_saved_model(
             model, mean, scale, config, inference_config, serving_model_dir
         )

@@ -99,6 +99,7 @@ DEFAULT_MODEL_TRAINER = TrainerConfig(
     eval_tracks=14,
     eval_seconds=30.0,
     patience=4,
+    weight_average_decay=0.999,
 )
 
 
