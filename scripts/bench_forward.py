@@ -159,7 +159,7 @@ def bench_variant(variant: Variant, waveform: tf.Tensor, runs: int) -> dict[str,
         seed=[0, 0],
     )
     forward = tf.function(
-        lambda batch: module.model(batch, training=False), jit_compile=inference.jit_compile
+        lambda batch: module.network(batch, training=False), jit_compile=inference.jit_compile
     )
 
     def all_chunks() -> None:
@@ -171,7 +171,7 @@ def bench_variant(variant: Variant, waveform: tf.Tensor, runs: int) -> dict[str,
         lambda: module.serving_default(waveform)["vocals"].numpy(), runs
     )
     return {
-        "params_m": module.model.count_params() / 1e6,
+        "params_m": module.network.count_params() / 1e6,
         "gflops": unet_gflops_per_audio_second(config),
         "chunk_s": module.chunk_length / SAMPLE_RATE,
         "unet_s": unet_seconds,

@@ -27,7 +27,7 @@ from vocalsep.audio import dsp, io
 from vocalsep.evaluation import metrics
 from vocalsep.evaluation.evaluate import EvalTrack
 from vocalsep.evaluation.sources import dataset_root, tracks_from_root
-from vocalsep.model import export
+from vocalsep.model import saved
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PYTHON = REPO_ROOT / ".venv-reference" / "bin" / "python"
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args(argv)
     tracks = [t for t in tracks_from_root(dataset_root(args.data)) if isinstance(t, EvalTrack)]
-    separator = export.load_separator(args.model)
+    separator = saved.load_separator(args.model)
     systems: dict[str, Estimator] = {
         "mixture as both estimates (floor)": lambda track: {n: track.mixture for n in SOURCES},
         f"vocalsep ({args.model})": lambda track: separator(track.mixture),

@@ -9,7 +9,7 @@ import pytest
 
 from vocalsep import cli
 from vocalsep.audio import io
-from vocalsep.model import default, export
+from vocalsep.model import default, saved
 from vocalsep.model.trainer import signal_to_distortion
 
 MAX_MODEL_BYTES = 60 * 2**20
@@ -21,7 +21,7 @@ def test_the_shipped_model_is_committed_small_and_full_band() -> None:
     model_dir = default.default_model_dir()
     size = sum(path.stat().st_size for path in model_dir.rglob("*") if path.is_file())
     assert size <= MAX_MODEL_BYTES
-    metadata = export.read_metadata(model_dir)
+    metadata = saved.read_metadata(model_dir)
     assert metadata["inference"]["sample_rate"] == io.MODEL_SAMPLE_RATE
     assert metadata["outputs"] == ["vocals", "accompaniment"]
     assert (model_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()

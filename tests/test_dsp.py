@@ -168,6 +168,34 @@ def test_identity_through_chunks_reproduces_the_input(length: int, chunks_per_ba
     assert np.abs(restored - waveform).max() < 1e-6
 
 
+def test_identity_is_exact_at_the_edges_with_a_one_second_crossfade() -> None:
+    """The song's first and last samples lie in a lone chunk ramp and are divided by it; with
+    a long ramp the smallest weights must not round to zero (they would give inf or NaN)."""
+    waveform = _noise(3 * SAMPLE_RATE + 5, seed=2)
+    restored = dsp.chunked_map(waveform, lambda chunk: chunk, 2 * SAMPLE_RATE, SAMPLE_RATE // 2)
+    np.testing.assert_allclose(restored.numpy(), waveform, atol=1e-5)
+
+
+def test_whole_chunks_of_a_song_are_the_songs_own_chunks() -> None:
+    """A block starting on the chunk grid and holding whole chunks sees exactly the song's
+    chunks, so blocks crossfaded over one overlap rebuild the song (what Separator relies on)."""
+    stride = CHUNK_LENGTH - OVERLAP
+    waveform = _noise(9 * stride + 77, seed=4)
+
+    def fn(chunk: tf.Tensor) -> tf.Tensor:
+        # Depends on the whole chunk, so a chunk cut differently would give a different output.
+        return chunk * tf.reduce_mean(tf.abs(chunk), axis=[1, 2], keepdims=True)
+
+    song = dsp.chunked_map(waveform, fn, CHUNK_LENGTH, OVERLAP).numpy()
+    block = waveform[2 * stride : 5 * stride + OVERLAP]
+    assert dsp.num_chunks(len(block), CHUNK_LENGTH, OVERLAP) == 3
+    inner = dsp.chunked_map(block, fn, CHUNK_LENGTH, OVERLAP).numpy()
+    # Away from the block's edges (where the song blends in neighbouring chunks) they agree.
+    np.testing.assert_allclose(
+        inner[OVERLAP : len(block) - OVERLAP], song[2 * stride + OVERLAP : 5 * stride], atol=1e-6
+    )
+
+
 def test_no_error_at_any_chunk_join() -> None:
     length = 11 * CHUNK_LENGTH + 13
     waveform = _noise(length, seed=5)
@@ -193,7 +221,7 @@ def test_spectrogram_round_trip_per_chunk_with_two_outputs() -> None:
     def separate(chunk: tf.Tensor) -> dict[str, tf.Tensor]:
         spectrogram = dsp.stft(chunk, SMALL)
         unit_mask = tf.ones_like(dsp.magnitude(spectrogram))
-        resynthesised = dsp.istft(dsp.apply_mask(spectrogram, unit_mask), SMALL, 4096)
+        resynthesised = dsp.istft(dsp.apply_mask(spectrogram, unit_mask), SMALL, tf.shape(chunk)[1])
         return {"vocals": resynthesised, "accompaniment": chunk - resynthesised}
 
     outputs = dsp.chunked_map(
@@ -242,7 +270,7 @@ class _ChunkedIdentity(tf.Module):
     @tf.function(input_signature=[WAVEFORM_SPEC])
     def separate(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
         def passthrough(chunk: tf.Tensor) -> dict[str, tf.Tensor]:
-            resynthesised = dsp.istft(dsp.stft(chunk, SMALL), SMALL, CHUNK_LENGTH)
+            resynthesised = dsp.istft(dsp.stft(chunk, SMALL), SMALL, tf.shape(chunk)[1])
             return {"identity": chunk, "resynthesised": resynthesised}
 
         return dsp.chunked_map(waveform, passthrough, CHUNK_LENGTH, OVERLAP, 2)

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vocalsep.audio import dsp
-from vocalsep.model import export, unet
+from vocalsep.model import export, saved, unet
 
 TINY = unet.UNetConfig.tiny()
 # Short chunks so several joins fit in a fraction of a second of audio.
@@ -154,7 +154,7 @@ def test_reloaded_model_matches_in_process_outputs(export_dir: Path) -> None:
     in_process = export.SeparationModule(model, MEAN, SCALE, TINY, INFERENCE)
     mixture = _noise(SEVERAL_CHUNKS, seed=3)
     expected = in_process.serving_default(tf.constant(mixture))
-    separate = export.load_separator(export_dir)
+    separate = saved.load_separator(export_dir)
     assert separate.stems == TINY.stems
     actual = separate(mixture)
     for stem in TINY.stems:
@@ -212,7 +212,7 @@ def test_saved_model_serves_without_vocalsep_or_keras(export_dir: Path, tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(tmp_path / "stems.npz")
-    expected = export.load_separator(export_dir)(mixture)
+    expected = saved.load_separator(export_dir)(mixture)
     for stem in TINY.stems:
         np.testing.assert_allclose(served[stem], expected[stem], atol=1e-6)
 

@@ -7,6 +7,8 @@ streaming giving the whole-song result; overwrite refusal; and per-file failures
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,8 @@ import tf_keras as keras
 
 from vocalsep import cli
 from vocalsep.audio import io
-from vocalsep.model import export, unet
+from vocalsep.errors import ModelNotFoundError
+from vocalsep.model import export, saved, unet
 from vocalsep.separator import Separator
 
 TINY = unet.UNetConfig.tiny()
@@ -40,7 +43,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def separator(model_dir: Path) -> Separator:
-    return Separator(model_dir, block_seconds=1.0, overlap_seconds=0.05)
+    return Separator(model_dir, block_seconds=1.0)
 
 
 def _music(seconds: float, rate: int, channels: int, noise: float = 0.01) -> np.ndarray:
@@ -205,3 +208,13 @@ def test_default_model_errors_name_the_folder_and_help_stays_light(
     assert result.returncode == 0, result.stderr
     help_text = " ".join(result.stdout.split())
     assert "--model DIR" in help_text and "default: the shipped model" in help_text
+
+
+def test_a_model_exported_in_an_older_format_is_refused(tmp_path: Path, model_dir: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    metadata_file = old / saved.METADATA_PATH
+    metadata = json.loads(metadata_file.read_text())
+    metadata_file.write_text(json.dumps({**metadata, "format_version": 1}))
+    with pytest.raises(ModelNotFoundError, match=r"exported in format 1.*export it again"):
+        Separator(old)

@@ -45,7 +45,7 @@ from vocalsep.errors import (
     SignatureMismatchError,
     TruncatedAudioError,
 )
-from vocalsep.model import export, unet
+from vocalsep.model import export, saved, unet
 from vocalsep.separator import Separator
 from vocalsep.serving import model_config, push
 from vocalsep.serving import server as dev_server
@@ -190,7 +190,7 @@ def test_many_blocks_in_flight_join_without_seams(address: str, serving_base: Pa
             export.chunk_length(TINY, INFERENCE),
             export.overlap_length(TINY, INFERENCE),
         )
-        separator = Separator(client, block_seconds=0.5, overlap_seconds=0.05, in_flight=3)
+        separator = Separator(client, block_seconds=0.5, in_flight=3)
         assert separator.block_length < len(mixture) // 3
         segments = list(separator.separate_blocks(iter([mixture[:50000], mixture[50000:]])))
     for stem in ("vocals", "accompaniment"):
@@ -398,13 +398,13 @@ def test_model_config_matches_the_k8s_config_map() -> None:
 def test_export_carries_warmup_requests_and_the_chunk_grid(first_model: Path) -> None:
     export_dir = first_model / "Format-Serving"
     lengths = []
-    for record in tf.data.TFRecordDataset(str(export_dir / export.WARMUP_PATH)):
+    for record in tf.data.TFRecordDataset(str(export_dir / saved.WARMUP_PATH)):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
-        assert request.model_spec.signature_name == export.SIGNATURE_KEY
-        lengths.append(tf.make_ndarray(request.inputs[export.WAVEFORM_INPUT]).shape)
+        assert request.model_spec.signature_name == saved.SIGNATURE_KEY
+        lengths.append(tf.make_ndarray(request.inputs[saved.WAVEFORM_INPUT]).shape)
     chunk = export.chunk_length(TINY, INFERENCE)
     assert lengths == [(export.WARMUP_SHORT_SAMPLES, 2), (chunk, 2)]
-    chunking = tf.saved_model.load(str(export_dir)).signatures[export.CHUNKING_SIGNATURE_KEY]
+    chunking = tf.saved_model.load(str(export_dir)).signatures[saved.CHUNKING_SIGNATURE_KEY]
     values = chunking(waveform=tf.zeros([1, 2]))
     assert {name: int(value) for name, value in values.items()} == {
         "chunk_samples": chunk,

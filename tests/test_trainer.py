@@ -33,7 +33,7 @@ from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES, make_example
 from vocalsep.data.pipeline import data_components
-from vocalsep.model import augment, export, trainer, unet
+from vocalsep.model import augment, export, saved, trainer, unet
 from vocalsep.model.unet import UNetConfig
 
 INFERENCE = export.InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
@@ -133,7 +133,7 @@ def test_augmentation_gains_swaps_and_silences_sources() -> None:
 
 
 def _sdr_gain(export_dir: Path, tracks: list[Mapping[str, np.ndarray]]) -> tuple[float, float]:
-    separator = export.load_separator(export_dir)
+    separator = saved.load_separator(export_dir)
     model_sdrs, floor_sdrs = [], []
     for track in tracks:
         mixture = track["vocals"] + track["accompaniment"]
@@ -225,7 +225,7 @@ def test_tfx_trainer_after_transform_exports_a_serving_model(tmp_path: Path) -> 
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     (serving_dir,) = (pipeline_root / "Trainer" / "model").glob("*/Format-Serving")
-    separator = export.load_separator(serving_dir)
+    separator = saved.load_separator(serving_dir)
     stems = separator(synthetic_track(7)["vocals"][:SEGMENT])
     assert set(stems) == set(SOURCES)
     assert stems["vocals"].shape == (SEGMENT, 2)

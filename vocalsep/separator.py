@@ -1,12 +1,12 @@
 """Separate songs into vocals and accompaniment files: the Python API behind ``vocalsep separate``.
 
 Files are separated in bounded memory: the input is streamed at the model's 44.1 kHz stereo in
-blocks that share some input with their neighbours, and finished stem audio is resampled back
-to the input's rate and written as it comes. Block starts sit on the exported model's own chunk
-grid and neighbouring blocks share more than one model chunk, so where two blocks overlap both
-computed their output from exactly the chunks a whole-song call would use: the result matches
-``separate_array`` on the whole song, and the crossfade between blocks (weights summing to one)
-only smooths over numerical noise.
+blocks, and finished stem audio is resampled back to the input's rate and written as it comes.
+Blocks start on the exported model's own chunk grid and hold whole model chunks, so each block's
+chunks are exactly the chunks a whole-song call would compute (``dsp.chunked_map``).
+Neighbouring blocks share just the model's chunk overlap, where they are crossfaded with the
+model's own crossfade: the result matches ``separate_array`` on the whole song, and no audio is
+separated twice except that overlap.
 
 The model is either an exported SavedModel loaded in this process or anything else that calls
 the same signature, such as ``vocalsep.serving.client.ServingClient`` for a model behind TF
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import math
 import os
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 
 from vocalsep.audio import dsp, io
 from vocalsep.errors import AudioWriteError, ModelNotFoundError, OutputExistsError
-from vocalsep.model import export
+from vocalsep.model import saved
 
 AUDIO_FORMATS = ("wav", "flac", "mp3")
 Progress = Callable[[float, float | None], None]
@@ -55,13 +54,10 @@ class StemModel(Protocol):
 class Separator:
     """A model loaded once, separating arrays and files.
 
-    ``block_seconds`` bounds the audio the model sees at once (memory); ``overlap_seconds`` is
-    the least crossfade between blocks. Both are rounded to the model's chunk grid, and each
-    block also re-reads one model chunk of context, so neighbouring blocks agree exactly. Blocks
-    share about two model chunks (18 s with the default export), so long blocks recompute
-    less but hold more: 60 s blocks (the default) recompute about 30% of the audio and keep a
-    whole process under 1.4 GB with the default model; 120 s blocks recompute 15% and peak
-    near 1.75 GB (BENCHMARKS.md).
+    ``block_seconds`` bounds the audio the model sees at once, hence memory: about 6 MB per
+    second of block on top of the model (BENCHMARKS.md); it is rounded to whole model chunks.
+    Blocks share one chunk overlap (1 s with the default export), so what they cost in
+    recomputation is small even for short blocks.
 
     ``model`` is an exported model directory or a ``StemModel`` (e.g. a TF Serving client);
     by default, the shipped model (``vocalsep.model.default``).
@@ -74,13 +70,11 @@ class Separator:
         model: str | os.PathLike[str] | StemModel | None = None,
         *,
         block_seconds: float = 60.0,
-        overlap_seconds: float = 1.0,
         in_flight: int = 1,
     ) -> None:
-        if block_seconds <= 0 or overlap_seconds < 0 or in_flight < 1:
+        if block_seconds <= 0 or in_flight < 1:
             raise ValueError(
-                f"block_seconds and in_flight must be positive and overlap_seconds >= 0, got "
-                f"{block_seconds}, {in_flight}, {overlap_seconds}"
+                f"block_seconds and in_flight must be positive, got {block_seconds}, {in_flight}"
             )
         if model is None:
             from vocalsep.model.default import default_model_dir
@@ -90,16 +84,12 @@ class Separator:
         self._in_flight = in_flight
         self.sample_rate: int = self._model.sample_rate
         self.stems: tuple[str, ...] = self._model.stems
-        chunk = int(self._model.chunk_length)
-        # The model's chunk k starts at k * stride - chunk_overlap within its input.
-        self._stride = chunk - int(self._model.overlap_length)
-        shared_chunks = math.ceil((chunk + overlap_seconds * self.sample_rate) / self._stride)
-        self._shared = max(shared_chunks, 2) * self._stride
-        self._crossfade = self._shared - chunk
-        block_chunks = max(round(block_seconds * self.sample_rate / self._stride), 1)
-        self.block_length = max(block_chunks * self._stride, self._shared + self._stride)
-        """Samples at 44.1 kHz the model sees at once."""
-        fade_in = dsp.crossfade_window(2 * self._crossfade + 1, self._crossfade)[: self._crossfade]
+        self._overlap = int(self._model.overlap_length)
+        stride = int(self._model.chunk_length) - self._overlap
+        block_chunks = max(round(block_seconds * self.sample_rate / stride), 1)
+        self.block_length = block_chunks * stride + self._overlap
+        """Samples at 44.1 kHz the model sees at once: whole chunks of the model."""
+        fade_in = dsp.crossfade_window(2 * self._overlap + 1, self._overlap)[: self._overlap]
         self._fade_in = fade_in[:, np.newaxis]
 
     def separate_array(self, audio: np.ndarray) -> dict[str, np.ndarray]:
@@ -112,20 +102,21 @@ class Separator:
         Concatenated, the segments equal ``separate_array`` of the concatenated input (up to
         float rounding), while only one model block is held at a time.
         """
-        step = self.block_length - self._shared
+        step = self.block_length - self._overlap
         pending: dict[str, np.ndarray] | None = None
         windows = _windows(blocks, self.block_length, step)
         for window, last, stems in _mapped(self._model, windows, self._in_flight):
-            begin = 0 if pending is None else self._stride
-            end = len(window) if last else step + self._stride
             if pending is not None:
-                fade = slice(begin, begin + self._crossfade)
+                # Each side holds its own chunk alone here; the model's crossfade weights,
+                # which sum to one, make the blend what the whole-song call computes.
+                fade = slice(0, self._overlap)
                 for name, output in stems.items():
                     output[fade] = (
                         self._fade_in * output[fade] + (1 - self._fade_in) * pending[name]
                     )
-            yield {name: output[begin:end] for name, output in stems.items()}
-            pending = {name: output[end : end + self._crossfade] for name, output in stems.items()}
+            end = len(window) if last else step
+            yield {name: output[:end] for name, output in stems.items()}
+            pending = {name: output[end : end + self._overlap] for name, output in stems.items()}
 
     def output_paths(
         self,
@@ -189,14 +180,20 @@ class Separator:
         return targets
 
 
-def _load_model(model_dir: str | os.PathLike[str]) -> export.Separator:
+def _load_model(model_dir: str | os.PathLike[str]) -> saved.Separator:
     model_path = Path(model_dir)
-    if not (model_path / export.METADATA_PATH).is_file():
+    if not (model_path / saved.METADATA_PATH).is_file():
         raise ModelNotFoundError(
-            f"{model_path}: not a vocalsep model (no {export.METADATA_PATH}); pass the "
+            f"{model_path}: not a vocalsep model (no {saved.METADATA_PATH}); pass the "
             "directory written by vocalsep's exporter"
         )
-    return export.load_separator(model_path)
+    version = saved.read_metadata(model_path).get("format_version")
+    if version != saved.METADATA_FORMAT_VERSION:
+        raise ModelNotFoundError(
+            f"{model_path}: exported in format {version}, this vocalsep reads format "
+            f"{saved.METADATA_FORMAT_VERSION} (its chunk grid differs); export it again"
+        )
+    return saved.load_separator(model_path)
 
 
 def _mapped(

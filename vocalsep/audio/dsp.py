@@ -123,12 +123,15 @@ def padded_length(length: Length, config: StftConfig) -> Length:
 def num_chunks(length: Length, chunk_length: int, overlap: int) -> Length:
     """Chunks ``chunked_map`` cuts from ``length`` samples, before filling up the last batch.
 
-    With ``stride = chunk_length - overlap``, chunk ``k`` starts at input sample
-    ``k * stride - overlap``, so chunks ``k - 1`` and ``k`` crossfade over the input samples
-    ``[k * stride - overlap, k * stride)``.
+    With ``stride = chunk_length - overlap``, chunk ``k`` starts at input sample ``k * stride``,
+    so chunks ``k - 1`` and ``k`` crossfade over the input samples ``[k * stride,
+    k * stride + overlap)``; ``n * stride + overlap`` samples make exactly ``n`` chunks.
     """
     _validate_chunking(chunk_length, overlap, chunks_per_batch=1)
-    return _covering_frame_count(length, chunk_length, chunk_length - overlap)
+    stride = chunk_length - overlap
+    if isinstance(length, int):
+        return max(-(-(length - overlap) // stride), 1)
+    return tf.maximum(-(-(length - overlap) // stride), 1)
 
 
 def _move_axis(tensor: tf.Tensor, source: int, destination: int) -> tf.Tensor:
@@ -246,7 +249,9 @@ def _crossfade_window(chunk_length: int, overlap: int) -> tf.Tensor:
     the next chunk's fade-in sum to one. With ``overlap == 0`` the ramps are empty (hard cuts).
     """
     ramp_positions = (tf.range(overlap, dtype=tf.float32) + 0.5) / max(overlap, 1)
-    fade_in = 0.5 - 0.5 * tf.cos(math.pi * ramp_positions)
+    # sin^2 rather than (1 - cos) / 2: in float32 the latter rounds the first weights of a
+    # long ramp to exactly zero, and a song's first samples are divided by them.
+    fade_in = tf.square(tf.sin(0.5 * math.pi * ramp_positions))
     flat = tf.ones([chunk_length - 2 * overlap], tf.float32)
     return tf.concat([fade_in, flat, tf.reverse(fade_in, [0])], axis=0)
 
@@ -266,13 +271,20 @@ def chunked_map(
 ) -> NestedTensors:
     """Applies ``fn`` to a waveform of any length in crossfaded chunks.
 
-    ``waveform`` is ``[samples, channels]``; ``fn`` maps ``[batch, chunk_length, channels]``
-    to a tensor or a (nested) dict of tensors of that shape, and the result has the same
-    structure with each tensor shaped like ``waveform``. Groups of ``chunks_per_batch`` chunks
-    run one after another, so peak memory inside ``fn`` is bounded by a group, not the song;
-    the last group is filled up with silent chunks past the end of the input. Outputs are
-    crossfaded and divided by the summed crossfade window, so an identity ``fn`` returns the
-    input exactly and a linear one has no bumps at chunk joins.
+    ``waveform`` is ``[samples, channels]``; ``fn`` maps ``[batch, samples, channels]`` to a
+    tensor or a (nested) dict of tensors of that shape, and the result has the same structure
+    with each tensor shaped like ``waveform``. Whole chunks go to ``fn`` in groups of
+    ``chunks_per_batch``, one group after another, so peak memory inside ``fn`` is bounded by a
+    group, not the song. The last chunk goes alone and ends where the input ends, so ``fn``
+    must take any length up to ``chunk_length``: padding it with silence instead changes what
+    a network hears of the music before the end (worse separation of short inputs,
+    BENCHMARKS.md). Outputs are crossfaded and divided by the summed crossfade window, so an
+    identity ``fn`` returns the input exactly and a linear one has no bumps at chunk joins.
+
+    The first chunk starts at the first sample, with no padding before it (its fade-in is
+    divided out again), so any run of whole chunks of a song is itself a valid input whose
+    chunks are exactly the song's: a caller can cut a long song into blocks that overlap by
+    just ``overlap`` samples and crossfade them to the whole-song result (``Separator``).
     """
     _validate_chunking(chunk_length, overlap, chunks_per_batch)
     waveform = tf.convert_to_tensor(waveform, tf.float32)
@@ -280,18 +292,20 @@ def chunked_map(
         raise ValueError(f"waveform must be shaped [samples, channels], got {waveform.shape}")
     length = tf.shape(waveform)[0]
     stride = chunk_length - overlap
-    group_count = -(-num_chunks(length, chunk_length, overlap) // chunks_per_batch)
-    chunk_count = group_count * chunks_per_batch
-    left, right = _framing_padding(length, chunk_count, chunk_length, stride)
-    padded = tf.pad(waveform, [[left, right], [0, 0]])
-    chunks = tf.signal.frame(padded, chunk_length, stride, axis=0)
+    whole_count = num_chunks(length, chunk_length, overlap) - 1
+    last_start = whole_count * stride
+    # Whole chunks, grouped; the last group is filled up with chunks whose outputs are dropped.
+    group_count = -(-whole_count // chunks_per_batch)
+    framed_length = group_count * chunks_per_batch * stride + overlap
+    framed = tf.pad(waveform, [[0, tf.maximum(framed_length - length, 0)], [0, 0]])
+    chunks = tf.signal.frame(framed[:framed_length], chunk_length, stride, axis=0)
     groups = tf.reshape(chunks, tf.concat([[-1, chunks_per_batch], tf.shape(chunks)[1:]], 0))
     # map_fn needs fn's output structure before the loop: tracing fn once yields it, and that
     # one trace then runs for every group. A single iteration in flight bounds peak memory.
     traced_fn = tf.function(fn).get_concrete_function(
         tf.TensorSpec([chunks_per_batch, chunk_length, waveform.shape[1]], tf.float32)
     )
-    outputs = tf.map_fn(
+    whole_outputs = tf.map_fn(
         traced_fn,
         groups,
         fn_output_signature=tf.nest.map_structure(
@@ -299,16 +313,31 @@ def chunked_map(
         ),
         parallel_iterations=1,
     )
-    crossfade = _crossfade_window(chunk_length, overlap)
-    crossfade_sum = tf.signal.overlap_and_add(
-        tf.tile(crossfade[tf.newaxis], [chunk_count, 1]), stride
-    )
-    normaliser = crossfade_sum[left : left + length, tf.newaxis]
+    last_outputs = fn(waveform[last_start:][tf.newaxis])
 
-    def overlap_add(output: tf.Tensor) -> tf.Tensor:
-        chunk_outputs = tf.reshape(output, tf.concat([[-1], tf.shape(output)[2:]], 0))
-        weighted = _move_axis(chunk_outputs * crossfade[:, tf.newaxis], -1, 0)
+    window = _crossfade_window(chunk_length, overlap)
+    last_window = tf.concat([window[:overlap], tf.ones([stride], tf.float32)], 0)
+    last_window = last_window[: length - last_start]
+    # Only an input shorter than one overlap ends before the whole chunks' fade-out does.
+    buffer_length = tf.maximum(length, last_start + overlap)
+
+    def assemble(whole: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
+        """Whole chunks ``[count, chunk_length, ...]`` and the last one, overlap-added."""
+        weighted = _move_axis(whole[:whole_count] * window[:, tf.newaxis], -1, 0)
         summed = tf.linalg.matrix_transpose(tf.signal.overlap_and_add(weighted, stride))
-        return summed[left : left + length] / normaliser
+        summed = tf.pad(summed, [[0, buffer_length - last_start - overlap], [0, 0]])
+        last = tf.pad(
+            last * last_window[:, tf.newaxis], [[last_start, buffer_length - length], [0, 0]]
+        )
+        return (summed + last)[:length]
 
-    return tf.nest.map_structure(overlap_add, outputs)
+    normaliser = assemble(
+        tf.tile(tf.ones([1, chunk_length, 1]), [whole_count, 1, 1]),
+        tf.ones([length - last_start, 1]),
+    )
+
+    def overlap_add(whole: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
+        chunk_outputs = tf.reshape(whole, tf.concat([[-1], tf.shape(whole)[2:]], 0))
+        return assemble(chunk_outputs, last[0]) / normaliser
+
+    return tf.nest.map_structure(overlap_add, whole_outputs, last_outputs)

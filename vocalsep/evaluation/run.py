@@ -10,21 +10,21 @@ import tensorflow as tf
 from vocalsep.errors import ModelNotFoundError, NoEvalTracksError
 from vocalsep.evaluation import evaluate, gate
 from vocalsep.evaluation.evaluate import EvalTrack, EvaluationResult, SkippedTrack
-from vocalsep.model import export
+from vocalsep.model import saved
 
 
-def load_export(export_dir: str) -> export.Separator:
+def load_export(export_dir: str) -> saved.Separator:
     """The serving signature of an export, or ModelNotFoundError naming the directory."""
     missing = [
         name
-        for name in ("saved_model.pb", str(export.METADATA_PATH))
+        for name in ("saved_model.pb", str(saved.METADATA_PATH))
         if not tf.io.gfile.exists(f"{export_dir.rstrip('/')}/{name}")
     ]
     if missing:
         raise ModelNotFoundError(
             f"{export_dir}: not a model exported by vocalsep (missing {', '.join(missing)})"
         )
-    return export.load_separator(export_dir)
+    return saved.load_separator(export_dir)
 
 
 def evaluate_exports(

@@ -27,16 +27,18 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vocalsep.audio import dsp
+from vocalsep.model.saved import (
+    CHUNKING_OUTPUTS,
+    CHUNKING_SIGNATURE_KEY,
+    METADATA_FORMAT_VERSION,
+    METADATA_PATH,
+    SIGNATURE_KEY,
+    WARMUP_PATH,
+    WAVEFORM_INPUT,
+)
 from vocalsep.model.unet import UNetConfig, build_unet, separate_spectrogram
 
-SIGNATURE_KEY = "serving_default"
-WAVEFORM_INPUT = "waveform"
-CHUNKING_SIGNATURE_KEY = "chunking"
-CHUNKING_OUTPUTS = ("chunk_samples", "overlap_samples", "sample_rate")
-METADATA_PATH = Path("assets.extra") / "vocalsep.json"
-WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
 WARMUP_SHORT_SAMPLES = 4096
-METADATA_FORMAT_VERSION = 1
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
@@ -45,8 +47,10 @@ class InferenceConfig:
     """How the serving graph cuts a song up and recombines the stems; no effect on training.
 
     ``chunk_seconds`` is rounded to the nearest length whose STFT has a multiple of
-    ``2**depth`` frames, so no chunk is padded for the network. ``mask_power`` is the exponent
-    of the soft ratio masks across stems (2 is Wiener-like).
+    ``2**depth`` frames, so no whole chunk is padded for the network. ``mask_power`` is the
+    exponent of the soft ratio masks across stems: 1 (the network's estimates in proportion)
+    scored about 0.4 dB vocals SDR above 2 (Wiener-like) on the validation clips with the
+    default model (BENCHMARKS.md), which is also what the Trainer validates with.
 
     Speed knobs, off by default (see ``scripts/bench_forward.py`` for what they buy):
     ``jit_compile`` compiles each chunk's separation with XLA, which TF Serving on CPU only
@@ -58,7 +62,7 @@ class InferenceConfig:
     sample_rate: int = 44100
     chunk_seconds: float = 10.0
     overlap_seconds: float = 1.0
-    mask_power: float = 2.0
+    mask_power: float = 1.0
     chunks_per_batch: int = 1
     jit_compile: bool = False
     compute_dtype: str = "float32"
@@ -140,8 +144,15 @@ def _statistic(values: Any, name: str, config: UNetConfig) -> tf.Tensor:
     return tf.constant(array, name=name)
 
 
+class _Untracked:
+    """Hides a value from tf.Module, which only tracks attributes that are trackable."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class SeparationModule(tf.Module):
-    """The exported object: Keras model, normalisation statistics and the serving function."""
+    """The exported object: the network's weights, normalisation statistics and signatures."""
 
     def __init__(
         self,
@@ -152,7 +163,12 @@ class SeparationModule(tf.Module):
         inference_config: InferenceConfig,
     ) -> None:
         super().__init__(name="vocalsep_separator")
-        self.model = _inference_model(model, config, inference_config.compute_dtype)
+        network = _inference_model(model, config, inference_config.compute_dtype)
+        # Only the network's weights join the SavedModel's object graph. Tracking the Keras
+        # model itself would also save a restored function per layer, which nothing calls and
+        # which loading has to rebuild: most of a `vocalsep separate` model load.
+        self.network_weights = list(network.weights)
+        self._network = _Untracked(network)
         self.mean = _statistic(mean, "mean", config)
         self.scale = _statistic(scale, "scale", config)
         self.config = config
@@ -168,10 +184,15 @@ class SeparationModule(tf.Module):
         self.serving_default = tf.function(self._separate, input_signature=[waveform_spec])
         self.chunking = tf.function(self._chunking, input_signature=[waveform_spec])
 
+    @property
+    def network(self) -> keras.Model:
+        """The U-Net that the signatures run (in the inference compute dtype)."""
+        return self._network.value
+
     def _separate_chunks(self, chunks: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Mixture chunks ``[batch, chunk_length, channels]`` to per-stem chunks."""
+        """Mixture chunks ``[batch, samples, channels]`` to per-stem chunks of that shape."""
         stems = separate_spectrogram(
-            self.model,
+            self.network,
             dsp.stft(chunks, self.config.stft),
             self.mean,
             self.scale,
@@ -179,7 +200,7 @@ class SeparationModule(tf.Module):
             self.inference_config.mask_power,
         )
         return {
-            stem: dsp.istft(spectrogram, self.config.stft, self.chunk_length)
+            stem: dsp.istft(spectrogram, self.config.stft, tf.shape(chunks)[1])
             for stem, spectrogram in stems.items()
         }
 
@@ -279,41 +300,3 @@ def write_warmup_requests(path: Path, lengths: tuple[int, ...], channels: int) -
                 predict_log=prediction_log_pb2.PredictLog(request=request)
             )
             writer.write(log.SerializeToString())
-
-
-def read_metadata(export_dir: str | Path) -> dict[str, Any]:
-    """The ``vocalsep.json`` an export was written with."""
-    return json.loads((Path(export_dir) / METADATA_PATH).read_text())
-
-
-class Separator:
-    """A loaded export as a numpy ``[samples, channels]`` to ``{stem: [samples, channels]}`` call.
-
-    It calls the serving signature, exactly as TF Serving would, so what is tested through it
-    is what is served. The loaded object is kept because a signature alone does not keep the
-    SavedModel's variables alive.
-    """
-
-    def __init__(self, export_dir: str | Path) -> None:
-        self.metadata = read_metadata(export_dir)
-        self.stems = tuple(self.metadata["outputs"])
-        self.audio_channels = self.metadata["unet"]["audio_channels"]
-        self.sample_rate = self.metadata["inference"]["sample_rate"]
-        self.chunk_length: int = self.metadata["chunk_length"]
-        self.overlap_length: int = self.metadata["overlap_length"]
-        self._loaded = tf.saved_model.load(str(export_dir))
-        self._signature = self._loaded.signatures[SIGNATURE_KEY]
-
-    def __call__(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
-        waveform = np.asarray(waveform, np.float32)
-        if waveform.ndim != 2 or waveform.shape[1] != self.audio_channels:
-            raise ValueError(
-                f"waveform must be shaped [samples, {self.audio_channels}], got {waveform.shape}"
-            )
-        outputs = self._signature(**{WAVEFORM_INPUT: tf.constant(waveform)})
-        return {stem: outputs[stem].numpy() for stem in self.stems}
-
-
-def load_separator(export_dir: str | Path) -> Separator:
-    """Loads an export for in-process use (CLI, Evaluator, tests)."""
-    return Separator(export_dir)

@@ -32,7 +32,7 @@ from vocalsep.errors import (
     ServingError,
     SignatureMismatchError,
 )
-from vocalsep.model import export
+from vocalsep.model import saved
 
 DEFAULT_MODEL_NAME = "vocalsep"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -115,7 +115,7 @@ class ServingClient:
                 f"over the {self.max_message_bytes / 2**20:.1f} MiB message limit; use shorter "
                 "blocks or a larger limit",
             )
-        request = self._request(export.SIGNATURE_KEY, waveform)
+        request = self._request(saved.SIGNATURE_KEY, waveform)
         response = self._call(self._stub.Predict, request, self.deadline_s)
         stems = {name: tf.make_ndarray(response.outputs[name]) for name in self.stems}
         for name, stem in stems.items():
@@ -140,7 +140,7 @@ class ServingClient:
         pinned = self.version if version is None else version
         if pinned is not None:
             request.model_spec.version.value = pinned
-        request.inputs[export.WAVEFORM_INPUT].CopyFrom(tf.make_tensor_proto(waveform))
+        request.inputs[saved.WAVEFORM_INPUT].CopyFrom(tf.make_tensor_proto(waveform))
         return request
 
     def _check_signature(
@@ -157,7 +157,7 @@ class ServingClient:
             raise SignatureMismatchError(self.server, self.model_name, "no signature_def metadata")
         served_version = response.model_spec.version.value
         label = f"{self.model_name} version {served_version}"
-        missing = {export.SIGNATURE_KEY, export.CHUNKING_SIGNATURE_KEY} - set(
+        missing = {saved.SIGNATURE_KEY, saved.CHUNKING_SIGNATURE_KEY} - set(
             signatures.signature_def
         )
         if missing:
@@ -166,12 +166,12 @@ class ServingClient:
                 label,
                 f"no signature {', '.join(sorted(missing))}; it was not exported by vocalsep",
             )
-        signature = signatures.signature_def[export.SIGNATURE_KEY]
+        signature = signatures.signature_def[saved.SIGNATURE_KEY]
         problems = [
             f"input {name!r} is {description}"
             for name, description in _waveform_problems(signature.inputs).items()
         ]
-        if set(signature.inputs) != {export.WAVEFORM_INPUT}:
+        if set(signature.inputs) != {saved.WAVEFORM_INPUT}:
             problems.append(f"inputs are {sorted(signature.inputs)}, expected ['waveform']")
         problems += [
             f"output {name!r} is {description}"
@@ -183,23 +183,23 @@ class ServingClient:
             raise SignatureMismatchError(
                 self.server,
                 label,
-                f"{export.SIGNATURE_KEY} is not waveform [samples, 2] float32 to stems: "
+                f"{saved.SIGNATURE_KEY} is not waveform [samples, 2] float32 to stems: "
                 + "; ".join(problems),
             )
         stems = tuple(sorted(signature.outputs, key=lambda name: (name != "vocals", name)))
         return served_version, stems
 
     def _chunking(self, deadline_s: float) -> tuple[int, int, int]:
-        request = self._request(export.CHUNKING_SIGNATURE_KEY, np.zeros((1, 2), np.float32))
+        request = self._request(saved.CHUNKING_SIGNATURE_KEY, np.zeros((1, 2), np.float32))
         response = self._call(self._stub.Predict, request, deadline_s)
         values = {}
-        for name in export.CHUNKING_OUTPUTS:
+        for name in saved.CHUNKING_OUTPUTS:
             if name not in response.outputs:
                 raise SignatureMismatchError(
                     self.server, self._model_label(), f"chunking signature has no {name!r}"
                 )
             values[name] = int(tf.make_ndarray(response.outputs[name]))
-        return tuple(values[name] for name in export.CHUNKING_OUTPUTS)  # type: ignore[return-value]
+        return tuple(values[name] for name in saved.CHUNKING_OUTPUTS)  # type: ignore[return-value]
 
     def _call(self, method: Callable[..., Reply], request: object, deadline_s: float) -> Reply:
         """Calls ``method``, retrying transient failures until ``deadline_s`` has passed."""
