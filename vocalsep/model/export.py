@@ -190,7 +190,11 @@ class SeparationModule(tf.Module):
         return self._network.value
 
     def _separate_chunks(self, chunks: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Mixture chunks ``[batch, samples, channels]`` to per-stem chunks of that shape."""
+        """Mixture chunks ``[batch, samples, channels]`` to per-stem chunks of that shape.
+
+        The masks sum to one and the STFT inverts exactly, so the last stem is the mixture
+        minus the others: one inverse STFT fewer per chunk, and stems that sum to the input.
+        """
         stems = separate_spectrogram(
             self.network,
             dsp.stft(chunks, self.config.stft),
@@ -199,10 +203,12 @@ class SeparationModule(tf.Module):
             self.config,
             self.inference_config.mask_power,
         )
-        return {
-            stem: dsp.istft(spectrogram, self.config.stft, tf.shape(chunks)[1])
-            for stem, spectrogram in stems.items()
+        *inverted, remainder = self.config.stems
+        waveforms = {
+            stem: dsp.istft(stems[stem], self.config.stft, tf.shape(chunks)[1]) for stem in inverted
         }
+        waveforms[remainder] = chunks - tf.add_n(list(waveforms.values()))
+        return waveforms
 
     def _chunking(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
         """The chunk grid as int64 scalars; ``waveform`` is ignored (a signature needs an input)."""
