@@ -8,7 +8,6 @@ inputs still run; the exit status says whether everything succeeded.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -360,10 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # vocalsep builds its models with Keras 2 (tf_keras), as tensorflow-transform requires.
-    # Left unset, TensorFlow's import also loads Keras 3 (with pandas and IPython): about a
-    # quarter of `vocalsep separate`'s start-up, for nothing (BENCHMARKS.md).
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -20,8 +20,8 @@ CHUNKING_SIGNATURE_KEY = "chunking"
 CHUNKING_OUTPUTS = ("chunk_samples", "overlap_samples", "sample_rate")
 METADATA_PATH = Path("assets.extra") / "vocalsep.json"
 WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
-# 2: chunk 0 starts at the first sample (1 padded one chunk overlap before it), which lets
-# blocks of whole chunks reproduce a whole-song call.
+# 2: chunk 0 starts at the first sample and the last chunk ends with the input (format 1 padded
+# both with silence), which lets blocks of whole chunks reproduce a whole-song call.
 METADATA_FORMAT_VERSION = 2
 
 
