@@ -7,7 +7,7 @@ All are scored by ``vocalsep.evaluation.metrics`` (museval BSSEval v4, 1 s windo
 frames then over tracks; MDX SDR mean over tracks) on the same decoded references.
 
     .venv/bin/python scripts/bench_quality.py [--model models/default]
-        [--data ../shared/data/musdb18-7] [--no-reference]
+        [--data ../shared/data/musdb18-7] [--no-reference] [--precision float32 bfloat16]
 """
 
 from __future__ import annotations
@@ -87,14 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(REPO_ROOT / "models" / "default"))
     parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared/data/musdb18-7"))
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=saved.PRECISIONS,
+        default=["float32", "bfloat16"],
+        help="score the model in each of these compute precisions (as `separate --precision`)",
+    )
     args = parser.parse_args(argv)
     tracks = [t for t in tracks_from_root(dataset_root(args.data)) if isinstance(t, EvalTrack)]
-    separator = saved.load_separator(args.model)
     systems: dict[str, Estimator] = {
         "mixture as both estimates (floor)": lambda track: {n: track.mixture for n in SOURCES},
-        f"vocalsep ({args.model})": lambda track: separator(track.mixture),
-        "oracle power ratio mask (ceiling)": oracle,
     }
+    for precision in args.precision:
+        # The precision applies when TensorFlow first optimises a graph: one load per precision.
+        with saved.compute_precision(precision) as chosen:
+            separator = saved.load_separator(args.model)
+            estimates = {track.track_id: separator(track.mixture) for track in tracks}
+        systems[f"vocalsep ({args.model}, {chosen})"] = lambda track, estimates=estimates: (
+            estimates[track.track_id]
+        )
+    systems["oracle power ratio mask (ceiling)"] = oracle
     if not args.no_reference:
         with tempfile.TemporaryDirectory() as work:
             reference = spleeter(tracks, Path(work))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import tensorflow as tf
 import tf_keras as keras
 
 from vocalsep import cli
@@ -218,3 +219,31 @@ def test_a_model_exported_in_an_older_format_is_refused(tmp_path: Path, model_di
     metadata_file.write_text(json.dumps({**metadata, "format_version": 1}))
     with pytest.raises(ModelNotFoundError, match=r"exported in format 1.*export it again"):
         Separator(old)
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags() -> None:
+    assert saved.native_bfloat16("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 fma\n")
+    assert saved.native_bfloat16("flags\t: sse2 amx_bf16 amx_tile\n")
+    assert not saved.native_bfloat16("flags\t: sse2 avx2 avx512f\nbugs\t: avx512_bf16\n")
+
+
+def test_bfloat16_precision_stays_close_to_float32_and_is_undone_after(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    source = tmp_path / "song.wav"
+    soundfile.write(source, _music(2.0, RATE, 2), RATE, subtype="FLOAT")
+    vocals = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        assert _separate(str(source), "-o", str(out), "--model", str(model_dir),
+                         "--precision", precision) == cli.EXIT_OK  # fmt: skip
+        vocals[precision], _ = soundfile.read(out / "song" / "vocals.wav", dtype="float32")
+        options = tf.config.optimizer.get_experimental_options()
+        assert not options.get(saved.ONEDNN_BFLOAT16_OPTION, False)
+    # 16-bit output: differences below one step would not show.
+    difference = np.abs(vocals["bfloat16"] - vocals["float32"]).max()
+    assert difference < 0.01
+    if saved.native_bfloat16():
+        assert difference > 0  # the option took effect (elsewhere oneDNN may skip the rewrite)
+    with pytest.raises(SystemExit):
+        _separate(str(source), "-o", str(tmp_path / "x"), "--precision", "float16")

@@ -93,6 +93,13 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     if args.model is not None and args.server is not None:
         print("vocalsep: error: give --model or --server, not both", file=sys.stderr)
         return EXIT_USAGE
+    from vocalsep.model import saved
+
+    with saved.compute_precision("float32" if args.server else args.precision):
+        return _separate_all(args)
+
+
+def _separate_all(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vocalsep.separator import Separator
@@ -267,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     separate.add_argument(
         "--in-flight", type=int, default=4, help="requests sent at once (with --server)"
+    )
+    separate.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="compute precision of a local model: bfloat16 (oneDNN mixed precision) is faster "
+        "on CPUs with native bfloat16 (AVX512-BF16, AMX) and changes SDR by a few hundredths "
+        "of a dB; auto (the default) uses it there",
     )
     separate.add_argument("--format", choices=("wav", "flac", "mp3"), default="wav")
     separate.add_argument("--overwrite", action="store_true", help="replace existing stems")

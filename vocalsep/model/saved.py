@@ -7,7 +7,9 @@ pay neither for Keras nor for the U-Net code, which the SavedModel already holds
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
 # 2: chunk 0 starts at the first sample and the last chunk ends with the input (format 1 padded
 # both with silence), which lets blocks of whole chunks reproduce a whole-song call.
 METADATA_FORMAT_VERSION = 2
+PRECISIONS = ("auto", "float32", "bfloat16")
+ONEDNN_BFLOAT16_OPTION = "auto_mixed_precision_onednn_bfloat16"
+NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def read_metadata(export_dir: str | Path) -> dict[str, Any]:
@@ -61,3 +66,42 @@ class Separator:
 def load_separator(export_dir: str | Path) -> Separator:
     """Loads an export for in-process use (CLI, Evaluator, tests)."""
     return Separator(export_dir)
+
+
+def native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (``/proc/cpuinfo`` flags); elsewhere oneDNN
+    emulates it, slower than float32, so ``"auto"`` precision stays in float32 there."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {
+        flag
+        for line in cpuinfo.splitlines()
+        if line.startswith("flags")
+        for flag in line.partition(":")[2].split()
+    }
+    return bool(flags & NATIVE_BFLOAT16_FLAGS)
+
+
+@contextlib.contextmanager
+def compute_precision(precision: str) -> Iterator[str]:
+    """Runs the graphs TensorFlow optimises inside the block in ``precision``; yields the one
+    chosen (``"auto"``: bfloat16 where the CPU has it natively, else float32).
+
+    bfloat16 is oneDNN's automatic mixed precision: convolutions and matrix products run in
+    bfloat16, the rest (STFT, masks) in float32, from the same float32 SavedModel; it moves
+    the stems by well under 1% of full scale (BENCHMARKS.md has the SDR). It is a process-wide
+    TensorFlow option, set back to what it was when the block ends.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "bfloat16" if native_bfloat16() else "float32"
+    previous = tf.config.optimizer.get_experimental_options().get(ONEDNN_BFLOAT16_OPTION, False)
+    tf.config.optimizer.set_experimental_options({ONEDNN_BFLOAT16_OPTION: precision == "bfloat16"})
+    try:
+        yield precision
+    finally:
+        tf.config.optimizer.set_experimental_options({ONEDNN_BFLOAT16_OPTION: previous})
