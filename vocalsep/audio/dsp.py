@@ -216,7 +216,8 @@ def ratio_masks(source_magnitudes: tf.Tensor, power: float = 1.0, eps: float = 1
         raise ValueError(f"power must be positive, got {power}")
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    weights = tf.pow(tf.convert_to_tensor(source_magnitudes, tf.float32), power) + eps
+    magnitudes = tf.convert_to_tensor(source_magnitudes, tf.float32)
+    weights = (magnitudes if power == 1 else tf.pow(magnitudes, power)) + eps
     return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
 

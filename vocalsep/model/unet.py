@@ -236,17 +236,21 @@ def stems_from_masks(
 
     The network's raw estimates ``mask * |mixture|`` only weigh the stems against each other:
     soft ratio masks across stems make the stems sum to the mixture exactly and map silence to
-    silence. Bins above ``model_bins`` (the Nyquist bin by default) reuse the top model bin's
-    mask, so the output is full band.
+    silence. ``|mixture|`` is common to every stem, so it cancels out of the ratio, which is
+    therefore taken over the masks alone, on the model's bins only. Bins above ``model_bins``
+    (the Nyquist bin by default) reuse the top model bin's mask, so the output is full band.
+    Each stem is built on its own, so a graph that needs only some stems computes only those.
     """
     mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
-    mixture_magnitude = dsp.magnitude(mixture_stft)
     masks = tf.cast(masks, tf.float32)[:, : tf.shape(mixture_stft)[1]]
+    stem_masks = dsp.ratio_masks(masks, mask_power)
     extra_bins = config.stft.num_bins - config.model_bins
-    full_band_masks = tf.concat([masks, tf.repeat(masks[:, :, -1:], extra_bins, axis=2)], axis=2)
-    stem_masks = dsp.ratio_masks(full_band_masks * mixture_magnitude[..., tf.newaxis], mask_power)
+
+    def full_band(mask: tf.Tensor) -> tf.Tensor:
+        return tf.concat([mask, tf.repeat(mask[:, :, -1:], extra_bins, axis=2)], axis=2)
+
     return {
-        stem: dsp.apply_mask(mixture_stft, stem_masks[..., index])
+        stem: dsp.apply_mask(mixture_stft, full_band(stem_masks[..., index]))
         for index, stem in enumerate(config.stems)
     }
 
@@ -265,5 +269,6 @@ def separate_spectrogram(
     the network themselves (e.g. batched evaluation).
     """
     mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
-    features = network_input(dsp.magnitude(mixture_stft), mean, scale, config)
+    model_magnitude = dsp.magnitude(mixture_stft[:, :, : config.model_bins])
+    features = network_input(model_magnitude, mean, scale, config)
     return stems_from_masks(model(features, training=False), mixture_stft, config, mask_power)
