@@ -247,3 +247,28 @@ def test_bfloat16_precision_stays_close_to_float32_and_is_undone_after(
         assert difference > 0  # the option took effect (elsewhere oneDNN may skip the rewrite)
     with pytest.raises(SystemExit):
         _separate(str(source), "-o", str(tmp_path / "x"), "--precision", "float16")
+
+
+SEPARATE_IN_A_FRESH_PROCESS = """
+import sys
+from vocalsep import cli
+status = cli.main(sys.argv[1:])
+loaded = [name for name in cli.UNUSED_BY_SEPARATE if sys.modules.get(name) is not None]
+print("loaded:", loaded)
+sys.exit(status)
+"""
+
+
+def test_a_separate_process_runs_without_keras_or_the_google_api_client(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    source = tmp_path / "song.wav"
+    soundfile.write(source, _music(1.0, RATE, 2), RATE)
+    result = subprocess.run(
+        [sys.executable, "-c", SEPARATE_IN_A_FRESH_PROCESS, "separate", "--quiet",
+         str(source), "-o", str(tmp_path / "out"), "--model", str(model_dir)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded: []" in result.stdout
+    assert (tmp_path / "out" / "song" / "vocals.wav").exists()

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+UNUSED_BY_SEPARATE = ("keras", "tf_keras", "googleapiclient")
+"""Modules TensorFlow's import loads that separating never uses (Keras for ``tf.keras``, the
+Google API client for GCE cluster discovery): about 1 s of start-up (scripts/bench_startup.py)."""
 REMOTE_BLOCK_SECONDS = 60.0
 """Audio per request with --server: long enough to waste little on block overlaps."""
 
@@ -93,6 +96,12 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     if args.model is not None and args.server is not None:
         print("vocalsep: error: give --model or --server, not both", file=sys.stderr)
         return EXIT_USAGE
+    if "tensorflow" not in sys.modules:
+        # This process only separates: make those imports fail fast (TensorFlow catches the
+        # ImportError). Once TensorFlow is in, as when main() runs inside tests, it is too late
+        # and nothing is changed.
+        for name in UNUSED_BY_SEPARATE:
+            sys.modules.setdefault(name, None)
     from vocalsep.model import saved
 
     with saved.compute_precision("float32" if args.server else args.precision):
