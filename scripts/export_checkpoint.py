@@ -5,7 +5,7 @@ trained: the weights and the Transform statistics are reused, nothing is retrain
 
     .venv/bin/python scripts/export_checkpoint.py --run-dir PIPELINE_ROOT/Trainer/model_run/N \
         --transformed 'PIPELINE_ROOT/Transform/transformed_examples/M/Split-train/*.gz' \
-        --output models/default
+        --output models/default [--mask-power 1.0]
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, help="the Trainer's model_run folder")
     parser.add_argument("--transformed", required=True, help="glob of transformed train files")
     parser.add_argument("--output", required=True)
+    parser.add_argument(
+        "--mask-power",
+        type=float,
+        default=export.InferenceConfig().mask_power,
+        help="ratio-mask exponent of the export (to compare inference settings)",
+    )
     args = parser.parse_args(argv)
     config = DEFAULT_MODEL_TRAINER.unet_config()
     best = Path(args.run_dir) / trainer.BEST_DIR
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         mean[: config.model_bins],
         scale[: config.model_bins],
         config,
-        export.InferenceConfig(),
+        export.InferenceConfig(mask_power=args.mask_power),
         staging,
     )
     if output.exists():

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=str(REPO_ROOT / "runs" / "default-model"))
     parser.add_argument("--output", default=str(REPO_ROOT / "models" / "default"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # force: an imported library has already given the root logger a handler (at WARNING).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
     root = Path(args.root).resolve()
     pipeline_config = config.default_model(
         str(Path(args.musdb).resolve()), str(root / "pipeline"), str(root / "serving")
