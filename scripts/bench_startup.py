@@ -19,8 +19,13 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-LOAD_AND_CALL = (
-    "from vocalsep.separator import Separator; import numpy as np; "
+# What `vocalsep separate` does before TensorFlow's first import (vocalsep.cli).
+AS_SEPARATE = (
+    "import sys; from vocalsep import cli\n"
+    "for name in cli.UNUSED_BY_SEPARATE: sys.modules.setdefault(name, None)\n"
+)
+LOAD_AND_CALL = AS_SEPARATE + (
+    "from vocalsep.separator import Separator; import numpy as np\n"
     "Separator({model!r}).separate_array(np.zeros((44100, 2), np.float32))"
 )
 VARIANTS = {
@@ -29,8 +34,11 @@ VARIANTS = {
     "import tensorflow with TF_USE_LEGACY_KERAS=1 (what vocalsep sets)": (
         "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tensorflow"
     ),
-    "import vocalsep.separator": "import vocalsep.separator",
-    "load the model + separate 1 s": LOAD_AND_CALL,
+    "import vocalsep.separator (sets TF_USE_LEGACY_KERAS)": "import vocalsep.separator",
+    "import vocalsep.separator as `separate` does (Keras, Google API client blocked)": (
+        AS_SEPARATE + "import vocalsep.separator"
+    ),
+    "the same + load the model + separate 1 s": LOAD_AND_CALL,
 }
 
 
