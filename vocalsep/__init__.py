@@ -9,9 +9,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 # vocalsep builds its models with Keras 2 (tf_keras), as tensorflow-transform requires (it sets
-# this too, once imported). Left unset before TensorFlow's import, that import also loads
-# Keras 3, with pandas and IPython: a large share of `vocalsep separate`'s start-up, for
-# nothing (BENCHMARKS.md). A value the user set is kept.
+# this too, once imported). Left unset before TensorFlow's import, that import loads Keras 3,
+# with pandas and IPython, instead of the lighter tf_keras: about 0.25 s of start-up for
+# nothing (scripts/bench_startup.py). A value the user set is kept.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
