@@ -338,12 +338,16 @@ class _WeightAverage(tf.Module):
         for average, weight in zip(self.averages, self._weights, strict=True):
             average.assign(rate * average + (1.0 - rate) * tf.cast(weight, tf.float32))
 
+    def copy_to_model(self) -> None:
+        """Overwrites the model's weights with the averages."""
+        for weight, average in zip(self._weights, self.averages, strict=True):
+            weight.assign(average)
+
     @contextlib.contextmanager
     def swapped_in(self) -> Iterator[None]:
         """The model holds the averaged weights inside the block, its own again after it."""
         raw = [weight.numpy() for weight in self._weights]
-        for weight, average in zip(self._weights, self.averages, strict=True):
-            weight.assign(average)
+        self.copy_to_model()
         try:
             yield
         finally:
@@ -487,8 +491,7 @@ def train(
         if best.restore():
             logger.info("exporting the best epoch: step %d, %.2f dB", best.step, best.sdr)
         elif average is not None:
-            for weight, value in zip(model.weights, average.averages, strict=True):
-                weight.assign(value)
+            average.copy_to_model()
         export_dir = export.export_saved_model(
             model, mean, scale, config, inference_config, serving_model_dir
         )
