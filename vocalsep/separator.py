@@ -89,8 +89,7 @@ class Separator:
         block_chunks = max(round(block_seconds * self.sample_rate / stride), 1)
         self.block_length = block_chunks * stride + self._overlap
         """Samples at 44.1 kHz the model sees at once: whole chunks of the model."""
-        fade_in = dsp.crossfade_window(2 * self._overlap + 1, self._overlap)[: self._overlap]
-        self._fade_in = fade_in[:, np.newaxis]
+        self._fade_in = dsp.fade_in(self._overlap)[:, np.newaxis]
 
     def separate_array(self, audio: np.ndarray) -> dict[str, np.ndarray]:
         """Stems of a whole ``[samples, 2]`` float32 44.1 kHz mixture, in one model call."""
@@ -164,13 +163,25 @@ class Separator:
                     name: io.BlockConverter(self.sample_rate, info.sample_rate, channels)
                     for name in targets
                 }
-                done = 0
-                for segment in self.separate_blocks(blocks):
+
+                def write(segment: dict[str, np.ndarray]) -> None:
                     for name, audio in segment.items():
                         writers[name].write(converters[name].convert(audio))
+
+                # Encoding and writing a segment overlaps separating the next one; one write at
+                # a time keeps memory bounded. Closed before the writers: their last write ends.
+                pool = stack.enter_context(futures.ThreadPoolExecutor(1, "write"))
+                writing: futures.Future[None] | None = None
+                done = 0
+                for segment in self.separate_blocks(blocks):
+                    if writing is not None:
+                        writing.result()
+                    writing = pool.submit(write, segment)
                     done += len(next(iter(segment.values())))
                     if progress is not None:
                         progress(done / self.sample_rate, info.duration_seconds)
+                if writing is not None:
+                    writing.result()
                 for name, converter in converters.items():
                     writers[name].write(converter.flush())
             _refuse_existing(input_path, targets, overwrite)

@@ -212,13 +212,25 @@ def ratio_masks(source_magnitudes: tf.Tensor, power: float = 1.0, eps: float = 1
     masks always sum to 1 and, where all sources are silent, split the mixture evenly (silence
     in gives silence out) instead of dividing by zero.
     """
+    weights = _ratio_weights(source_magnitudes, power, eps)
+    return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+
+
+def ratio_mask(
+    source_magnitudes: tf.Tensor, index: int, power: float = 1.0, eps: float = 1e-10
+) -> tf.Tensor:
+    """Source ``index``'s mask of ``ratio_masks``, without dividing the other sources' weights."""
+    weights = _ratio_weights(source_magnitudes, power, eps)
+    return weights[..., index] / tf.reduce_sum(weights, axis=-1)
+
+
+def _ratio_weights(source_magnitudes: tf.Tensor, power: float, eps: float) -> tf.Tensor:
     if power <= 0:
         raise ValueError(f"power must be positive, got {power}")
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
     magnitudes = tf.convert_to_tensor(source_magnitudes, tf.float32)
-    weights = (magnitudes if power == 1 else tf.pow(magnitudes, power)) + eps
-    return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+    return (magnitudes if power == 1 else tf.pow(magnitudes, power)) + eps
 
 
 def apply_mask(spectrogram: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -243,24 +255,21 @@ def _validate_chunking(chunk_length: int, overlap: int, chunks_per_batch: int) -
         )
 
 
-def _crossfade_window(chunk_length: int, overlap: int) -> tf.Tensor:
-    """Flat-topped window with raised-cosine ramps of ``overlap`` samples at both ends.
+def _fade_in(overlap: int) -> tf.Tensor:
+    """Raised-cosine fade-in of ``overlap`` samples; the fade-out it meets is ``1 - fade_in``.
 
-    Ramp samples sit at half-sample offsets, so no weight is exactly zero and a fade-out plus
-    the next chunk's fade-in sum to one. With ``overlap == 0`` the ramps are empty (hard cuts).
+    Ramp samples sit at half-sample offsets, so no weight is exactly zero or one. Weights that
+    sum to one need no division afterwards, and blocks joined outside a graph (``Separator``)
+    use these very weights.
     """
     ramp_positions = (tf.range(overlap, dtype=tf.float32) + 0.5) / max(overlap, 1)
-    # sin^2 rather than (1 - cos) / 2: in float32 the latter rounds the first weights of a
-    # long ramp to exactly zero, and a song's first samples are divided by them.
-    fade_in = tf.square(tf.sin(0.5 * math.pi * ramp_positions))
-    flat = tf.ones([chunk_length - 2 * overlap], tf.float32)
-    return tf.concat([fade_in, flat, tf.reverse(fade_in, [0])], axis=0)
+    return tf.square(tf.sin(0.5 * math.pi * ramp_positions))
 
 
-def crossfade_window(chunk_length: int, overlap: int) -> np.ndarray:
-    """``_crossfade_window`` as numpy, for code that crossfades outside a TF graph."""
-    _validate_chunking(chunk_length, overlap, chunks_per_batch=1)
-    return _crossfade_window(chunk_length, overlap).numpy()
+def fade_in(overlap: int) -> np.ndarray:
+    """``chunked_map``'s crossfade weights as numpy, for code that joins blocks outside a graph."""
+    _validate_chunking(2 * overlap + 1, overlap, chunks_per_batch=1)
+    return _fade_in(overlap).numpy()
 
 
 def chunked_map(
@@ -279,13 +288,14 @@ def chunked_map(
     group, not the song. The last chunk goes alone and ends where the input ends, so ``fn``
     must take any length up to ``chunk_length``: padding it with silence instead changes what
     a network hears of the music before the end (worse separation of short inputs,
-    BENCHMARKS.md). Outputs are crossfaded and divided by the summed crossfade window, so an
-    identity ``fn`` returns the input exactly and a linear one has no bumps at chunk joins.
+    BENCHMARKS.md). Neighbouring chunks' outputs are crossfaded over ``overlap`` samples with
+    weights that sum to one, so an identity ``fn`` returns the input and a linear one has no
+    bumps at chunk joins.
 
-    The first chunk starts at the first sample, with no padding before it (its fade-in is
-    divided out again), so any run of whole chunks of a song is itself a valid input whose
-    chunks are exactly the song's: a caller can cut a long song into blocks that overlap by
-    just ``overlap`` samples and crossfade them to the whole-song result (``Separator``).
+    The first chunk starts at the first sample, with no padding or fade-in before it, so any
+    run of whole chunks of a song is itself a valid input whose chunks are exactly the song's:
+    a caller can cut a long song into blocks that overlap by just ``overlap`` samples and
+    crossfade them with ``fade_in`` to the whole-song result (``Separator``).
     """
     _validate_chunking(chunk_length, overlap, chunks_per_batch)
     waveform = tf.convert_to_tensor(waveform, tf.float32)
@@ -316,29 +326,33 @@ def chunked_map(
     )
     last_outputs = fn(waveform[last_start:][tf.newaxis])
 
-    window = _crossfade_window(chunk_length, overlap)
-    last_window = tf.concat([window[:overlap], tf.ones([stride], tf.float32)], 0)
-    last_window = last_window[: length - last_start]
-    # Only an input shorter than one overlap ends before the whole chunks' fade-out does.
-    buffer_length = tf.maximum(length, last_start + overlap)
-
-    def assemble(whole: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
-        """Whole chunks ``[count, chunk_length, ...]`` and the last one, overlap-added."""
-        weighted = _move_axis(whole[:whole_count] * window[:, tf.newaxis], -1, 0)
-        summed = tf.linalg.matrix_transpose(tf.signal.overlap_and_add(weighted, stride))
-        summed = tf.pad(summed, [[0, buffer_length - last_start - overlap], [0, 0]])
-        last = tf.pad(
-            last * last_window[:, tf.newaxis], [[last_start, buffer_length - length], [0, 0]]
-        )
-        return (summed + last)[:length]
-
-    normaliser = assemble(
-        tf.tile(tf.ones([1, chunk_length, 1]), [whole_count, 1, 1]),
-        tf.ones([length - last_start, 1]),
-    )
+    fade = _fade_in(overlap)[:, tf.newaxis]
+    last_length = length - last_start
 
     def overlap_add(whole: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
-        chunk_outputs = tf.reshape(whole, tf.concat([[-1], tf.shape(whole)[2:]], 0))
-        return assemble(chunk_outputs, last[0]) / normaliser
+        """Whole chunks' outputs ``[groups, chunks_per_batch, chunk_length, channels]`` and the
+        last chunk's ``[1, last_length, channels]``, crossfaded into ``[length, channels]``.
+
+        Each whole chunk gives its samples up to the next chunk's start, followed by its last
+        ``overlap`` samples blended into the next chunk's first ones. The first chunk's fade-in
+        and the last chunk's fade-out are never applied, so nothing is divided out afterwards.
+        """
+        whole = tf.reshape(whole, tf.concat([[-1], tf.shape(whole)[2:]], 0))[:whole_count]
+        last = last[0]
+        # The last chunk's head, padded for an input shorter than one overlap (no whole chunks).
+        last_head = tf.pad(
+            last[:overlap], [[0, overlap - tf.minimum(last_length, overlap)], [0, 0]]
+        )
+        heads = tf.concat([whole[:, :overlap], last_head[tf.newaxis]], 0)
+        joins = (1 - fade) * whole[:, stride:] + fade * heads[1:]
+        strides = tf.concat([whole[:, overlap:stride], joins], axis=1)
+        return tf.concat(
+            [
+                heads[0, : tf.minimum(overlap, length)],
+                tf.reshape(strides, [-1, tf.shape(strides)[2]]),
+                last[overlap:],
+            ],
+            axis=0,
+        )
 
     return tf.nest.map_structure(overlap_add, whole_outputs, last_outputs)

@@ -243,14 +243,13 @@ def stems_from_masks(
     """
     mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
     masks = tf.cast(masks, tf.float32)[:, : tf.shape(mixture_stft)[1]]
-    stem_masks = dsp.ratio_masks(masks, mask_power)
     extra_bins = config.stft.num_bins - config.model_bins
 
     def full_band(mask: tf.Tensor) -> tf.Tensor:
         return tf.concat([mask, tf.repeat(mask[:, :, -1:], extra_bins, axis=2)], axis=2)
 
     return {
-        stem: dsp.apply_mask(mixture_stft, full_band(stem_masks[..., index]))
+        stem: dsp.apply_mask(mixture_stft, full_band(dsp.ratio_mask(masks, index, mask_power)))
         for index, stem in enumerate(config.stems)
     }
 
