@@ -168,6 +168,27 @@ def test_lossless_round_trip(tmp_path: Path, suffix: str, subtype: str, toleranc
     np.testing.assert_allclose(decoded, audio, rtol=0, atol=tolerance)
 
 
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_sixteen_bit_files_round_to_the_nearest_step(tmp_path: Path, suffix: str) -> None:
+    """Our own int16 conversion: nearest step (half a step at most), no bias, clipped ends."""
+    audio = np.random.default_rng(1).uniform(-1, 1, (20000, 2)).astype(np.float32)
+    audio[:4, 0] = [1.0, -1.0, 1.5, -1.5]
+    io.write_audio(tmp_path / f"out{suffix}", audio, RATE)
+    steps = sf.read(tmp_path / f"out{suffix}", dtype="int16")[0]
+    np.testing.assert_array_equal(steps[:4, 0], [32767, -32768, 32767, -32768])
+    error = steps[4:] / 2**15 - audio[4:]
+    assert np.abs(error).max() <= 0.5 / 2**15
+    assert abs(error.mean()) < 0.01 / 2**15
+
+
+def test_pcm16_conversion_matches_libsndfile_flac(tmp_path: Path) -> None:
+    """libsndfile's FLAC writer rounds to nearest with the same 2**15 scale."""
+    audio = np.random.default_rng(2).uniform(-1, 1, (20000, 2)).astype(np.float32)
+    sf.write(tmp_path / "libsndfile.flac", audio, RATE, subtype="PCM_16")
+    expected = sf.read(tmp_path / "libsndfile.flac", dtype="int16")[0]
+    np.testing.assert_array_equal(io.to_pcm16(audio), expected)
+
+
 def test_integer_formats_clip_but_float_keeps_range(tmp_path: Path) -> None:
     loud = np.array([[1.5, -2.0], [0.25, -0.25]], dtype=np.float32)
     io.write_audio(tmp_path / "int.wav", loud, RATE)

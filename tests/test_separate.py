@@ -21,7 +21,7 @@ import tf_keras as keras
 
 from vocalsep import cli
 from vocalsep.audio import io
-from vocalsep.errors import ModelNotFoundError
+from vocalsep.errors import AudioWriteError, ModelNotFoundError
 from vocalsep.model import export, saved, unet
 from vocalsep.separator import Separator
 
@@ -188,6 +188,28 @@ def test_a_failure_while_writing_leaves_no_output(separator: Separator, tmp_path
     with pytest.raises(OSError, match="disk full"):
         separator.separate_file(source, tmp_path / "out", progress=failing_progress)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_failure_in_the_writing_thread_stops_the_file_and_leaves_no_output(
+    separator: Separator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments are written on a second thread; its error must reach the caller."""
+    source = tmp_path / "song.wav"
+    soundfile.write(source, _music(3.0, RATE, 2), RATE)
+    write = io.AudioWriter.write
+    written: list[int] = []
+
+    def failing_write(writer: io.AudioWriter, block: np.ndarray) -> None:
+        if len(written) == 3:
+            raise AudioWriteError(source, "encoder died")
+        written.append(len(block))
+        write(writer, block)
+
+    monkeypatch.setattr(io.AudioWriter, "write", failing_write)
+    with pytest.raises(AudioWriteError, match="encoder died"):
+        separator.separate_file(source, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    assert len(written) == 3
 
 
 def test_default_model_errors_name_the_folder_and_help_stays_light(
