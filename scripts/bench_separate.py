@@ -2,8 +2,9 @@
 
 Each scenario runs both systems as fresh processes, alternating which goes first, and takes
 wall time and peak memory (RSS of the process tree, sampled every 20 ms). Start-up (Python,
-imports) and model load are timed apart in their own processes. Inputs are synthetic songs
-(``vocalsep.audio.synth``), 16-bit stereo WAV at 44.1 kHz, so neither side pays for a codec.
+imports as ``vocalsep separate`` does them) and model load are timed apart in their own
+processes. Inputs are synthetic songs (``vocalsep.audio.synth``), 16-bit stereo WAV at 44.1 kHz,
+so neither side pays for a codec.
 
     bash scripts/setup_reference.sh   # once: Spleeter's weights in .venv-reference
     .venv/bin/python scripts/bench_separate.py --model models/default [--runs 3]
@@ -31,6 +32,10 @@ import psutil
 import soundfile
 
 from vocalsep.audio import synth
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The imports as `vocalsep separate` does them.
+from bench_startup import AS_SEPARATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PYTHON = REPO_ROOT / ".venv-reference" / "bin" / "python"
@@ -153,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     starts = {
         "vocalsep": startup_seconds(
             sys.executable,
-            "from vocalsep.separator import Separator",
+            AS_SEPARATE + "from vocalsep.separator import Separator",
             f"Separator({args.model!r})",
         )
     }
