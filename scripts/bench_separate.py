@@ -121,73 +121,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     if with_reference and not REFERENCE_PYTHON.exists():
         parser.error("no Spleeter reference: run scripts/setup_reference.sh (or --no-reference)")
 
-    work = Path(tempfile.mkdtemp(prefix="bench-separate-"))
-    songs = [write_song(work / f"song{index}.wav", index, SONG_SECONDS) for index in range(5)]
-    scenarios: dict[str, tuple[list[Path], int]] = {
-        "one 3-min song": (songs[:1], args.runs),
-        "five 3-min songs": (songs, args.runs),
-    }
-    if args.long_minutes:
-        long_song = write_song(work / "long.wav", 99, args.long_minutes * 60)
-        scenarios[f"one {args.long_minutes:g}-min song"] = ([long_song], args.long_runs)
+    # Songs and outputs take gigabytes for long songs: removed however the run ends.
+    with tempfile.TemporaryDirectory(prefix="bench-separate-") as work_name:
+        work = Path(work_name)
+        songs = [write_song(work / f"song{index}.wav", index, SONG_SECONDS) for index in range(5)]
+        scenarios: dict[str, tuple[list[Path], int]] = {
+            "one 3-min song": (songs[:1], args.runs),
+            "five 3-min songs": (songs, args.runs),
+        }
+        if args.long_minutes:
+            long_song = write_song(work / "long.wav", 99, args.long_minutes * 60)
+            scenarios[f"one {args.long_minutes:g}-min song"] = ([long_song], args.long_runs)
 
-    def ours(inputs: list[Path], out: Path) -> list[str]:
-        return [str(VOCALSEP), "separate", "--quiet", "--overwrite", "--model", args.model,
-                "-o", str(out), *map(str, inputs)]  # fmt: skip
+        def ours(inputs: list[Path], out: Path) -> list[str]:
+            return [str(VOCALSEP), "separate", "--quiet", "--overwrite", "--model", args.model,
+                    "-o", str(out), *map(str, inputs)]  # fmt: skip
 
-    def reference(inputs: list[Path], out: Path) -> list[str]:
-        return [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPT), "-o", str(out), *map(str, inputs)]
+        def reference(inputs: list[Path], out: Path) -> list[str]:
+            return [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPT), "-o", str(out), *map(str, inputs)]
 
-    systems = {"vocalsep": ours, **({"Spleeter 2stems": reference} if with_reference else {})}
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for scenario, (inputs, runs) in scenarios.items():
-        for run in range(runs):
-            order = list(systems.items())
-            if run % 2:
-                order.reverse()
-            for name, command in order:
-                try:
-                    measured = run_measured(command(inputs, work / "out" / name))
-                except RuntimeError as error:  # e.g. the reference running out of memory
-                    print(f"{scenario} / {name} failed: {error}", file=sys.stderr)
-                    measured = (math.nan, math.nan)
-                results.setdefault((scenario, name), []).append(measured)
-                print(f"{scenario} / {name} run {run + 1}: {measured[0]:.1f} s, "
-                      f"{measured[1]:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip
+        systems = {"vocalsep": ours, **({"Spleeter 2stems": reference} if with_reference else {})}
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for scenario, (inputs, runs) in scenarios.items():
+            for run in range(runs):
+                order = list(systems.items())
+                if run % 2:
+                    order.reverse()
+                for name, command in order:
+                    try:
+                        measured = run_measured(command(inputs, work / "out" / name))
+                    except RuntimeError as error:  # e.g. the reference running out of memory
+                        print(f"{scenario} / {name} failed: {error}", file=sys.stderr)
+                        measured = (math.nan, math.nan)
+                    results.setdefault((scenario, name), []).append(measured)
+                    print(f"{scenario} / {name} run {run + 1}: {measured[0]:.1f} s, "
+                          f"{measured[1]:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip
 
-    starts = {
-        "vocalsep": startup_seconds(
-            sys.executable,
-            AS_SEPARATE + "from vocalsep.separator import Separator",
-            f"Separator({args.model!r})",
-        )
-    }
-    if with_reference:
-        starts["Spleeter 2stems"] = startup_seconds(
-            str(REFERENCE_PYTHON),
-            f"import sys; sys.argv = ['x']; sys.path.insert(0, {str(REFERENCE_SCRIPT.parent)!r})\n"
-            "import spleeter_reference",
-            "spleeter_reference.Estimator().eval()",
-        )
+        starts = {
+            "vocalsep": startup_seconds(
+                sys.executable,
+                AS_SEPARATE + "from vocalsep.separator import Separator",
+                f"Separator({args.model!r})",
+            )
+        }
+        if with_reference:
+            starts["Spleeter 2stems"] = startup_seconds(
+                str(REFERENCE_PYTHON),
+                "import sys; sys.argv = ['x']; "
+                f"sys.path.insert(0, {str(REFERENCE_SCRIPT.parent)!r})\n"
+                "import spleeter_reference",
+                "spleeter_reference.Estimator().eval()",
+            )
 
-    cpu = platform.processor() or platform.machine()
-    print(f"\n{datetime.date.today()}, {os.cpu_count()} CPUs ({cpu}), {platform.platform()}")
-    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    print("\n| scenario | system | runs | wall (median) | vs Spleeter | peak RSS (median) |")
-    print("|---|---|---|---|---|---|")
-    for scenario, (_, runs) in scenarios.items():
-        for name in systems:
-            walls = [wall for wall, _ in results[(scenario, name)]]
-            peaks = [peak for _, peak in results[(scenario, name)]]
-            ratio = ""
-            if with_reference:
-                reference_wall = _median([w for w, _ in results[(scenario, "Spleeter 2stems")]])
-                ratio = f"{reference_wall / _median(walls):.2f}x faster"
-            print(f"| {scenario} | {name} | {runs} | {_median(walls):.1f} s | {ratio} "
-                  f"| {_median(peaks):.0f} MiB |")  # fmt: skip
-    print("\n| system | start-up + imports | model load |\n|---|---|---|")
-    for name, (start_s, load_s) in starts.items():
-        print(f"| {name} | {start_s:.2f} s | {load_s:.2f} s |")
+        cpu = platform.processor() or platform.machine()
+        print(f"\n{datetime.date.today()}, {os.cpu_count()} CPUs ({cpu}), {platform.platform()}")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+        print("\n| scenario | system | runs | wall (median) | vs Spleeter | peak RSS (median) |")
+        print("|---|---|---|---|---|---|")
+        for scenario, (_, runs) in scenarios.items():
+            for name in systems:
+                walls = [wall for wall, _ in results[(scenario, name)]]
+                peaks = [peak for _, peak in results[(scenario, name)]]
+                ratio = ""
+                if with_reference:
+                    reference_wall = _median([w for w, _ in results[(scenario, "Spleeter 2stems")]])
+                    ratio = f"{reference_wall / _median(walls):.2f}x faster"
+                print(f"| {scenario} | {name} | {runs} | {_median(walls):.1f} s | {ratio} "
+                      f"| {_median(peaks):.0f} MiB |")  # fmt: skip
+        print("\n| system | start-up + imports | model load |\n|---|---|---|")
+        for name, (start_s, load_s) in starts.items():
+            print(f"| {name} | {start_s:.2f} s | {load_s:.2f} s |")
     return 0
 
 
