@@ -8,6 +8,7 @@ inputs still run; the exit status says whether everything succeeded.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,6 +103,10 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         # and nothing is changed.
         for name in UNUSED_BY_SEPARATE:
             sys.modules.setdefault(name, None)
+        # TensorFlow's C++ log lines (oneDNN notices, CUDA plugins registering twice as ERRORs,
+        # the bfloat16 rewrite) are noise to someone separating songs; its failures still
+        # arrive as Python exceptions, reported per file. A value the user set wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from vocalsep.model import saved
 
     with saved.compute_precision("float32" if args.server else args.precision):
@@ -211,7 +216,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import os
     import warnings
 
     # Library deprecation notices would bury the demo's progress lines.
