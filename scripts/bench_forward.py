@@ -46,9 +46,9 @@ class Variant:
 
 
 VARIANTS = {
-    "default": Variant("Jansson defaults: 16-512 ch, 2048 bins, f32, 10 s chunks"),
+    "default": Variant("Jansson defaults: 16-512 ch, 2048 bins, f32, 30 s chunks"),
     "batch4": Variant("4 chunks per batch", inference=export.InferenceConfig(chunks_per_batch=4)),
-    "chunk20": Variant("20 s chunks", inference=export.InferenceConfig(chunk_seconds=20.0)),
+    "chunk10": Variant("10 s chunks", inference=export.InferenceConfig(chunk_seconds=10.0)),
     "xla": Variant("XLA jit_compile per chunk", inference=export.InferenceConfig(jit_compile=True)),
     "bf16": Variant("bfloat16 U-Net", inference=export.InferenceConfig(compute_dtype="bfloat16")),
     "bf16_lean": Variant(
