@@ -54,10 +54,11 @@ class StemModel(Protocol):
 class Separator:
     """A model loaded once, separating arrays and files.
 
-    ``block_seconds`` bounds the audio the model sees at once, hence memory: about 6 MB per
-    second of block on top of the model (BENCHMARKS.md); it is rounded to whole model chunks.
-    Blocks share one chunk overlap (1 s with the default export), so what they cost in
-    recomputation is small even for short blocks.
+    ``block_seconds`` bounds the audio the model sees at once, hence memory; it is rounded to
+    whole model chunks, at least one. The default, one 30 s chunk of the shipped export per
+    block, peaked lowest (880 MiB for a 3-minute song against 1118 MiB with 60 s blocks) at the
+    same speed (BENCHMARKS.md). Blocks share one chunk overlap (1 s with the default export),
+    so what they cost in recomputation is small even for short blocks.
 
     ``model`` is an exported model directory or a ``StemModel`` (e.g. a TF Serving client);
     by default, the shipped model (``vocalsep.model.default``).
@@ -69,7 +70,7 @@ class Separator:
         self,
         model: str | os.PathLike[str] | StemModel | None = None,
         *,
-        block_seconds: float = 60.0,
+        block_seconds: float = 30.0,
         in_flight: int = 1,
     ) -> None:
         if block_seconds <= 0 or in_flight < 1:
