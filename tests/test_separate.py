@@ -65,7 +65,14 @@ def _separate(*args: str) -> int:
     return cli.main(["separate", "--quiet", *args])
 
 
-def test_blockwise_streaming_matches_the_whole_song_call(separator: Separator) -> None:
+@pytest.mark.parametrize("chunks_per_block", [None, 1])
+def test_blockwise_streaming_matches_the_whole_song_call(
+    separator: Separator, model_dir: Path, chunks_per_block: int | None
+) -> None:
+    if chunks_per_block is not None:  # as the default block length does with the shipped model
+        chunk_seconds = saved.read_metadata(model_dir)["chunk_length"] / RATE
+        separator = Separator(model_dir, block_seconds=chunks_per_block * chunk_seconds)
+        assert separator.block_length == saved.read_metadata(model_dir)["chunk_length"]
     mixture = _music(5.0, RATE, 2)
     expected = separator.separate_array(mixture)
     window_lengths: list[int] = []
