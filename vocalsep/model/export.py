@@ -49,8 +49,8 @@ class InferenceConfig:
     ``chunk_seconds`` is rounded to the nearest length whose STFT has a multiple of
     ``2**depth`` frames, so no whole chunk is padded for the network. 30 s chunks separate
     about 8% faster than 10 s chunks on CPU (less crossfade recomputed, fewer per-chunk costs)
-    and scored no worse on a long input (``scripts/chunk_length_experiment.py``); `separate`
-    still peaks at about 1.1 GB (BENCHMARKS.md). ``mask_power`` is the
+    and scored no worse on a long input (``scripts/chunk_length_experiment.py``); ``separate``
+    still peaks under 1 GB with them (BENCHMARKS.md). ``mask_power`` is the
     exponent of the soft ratio masks across stems: 1 (the network's estimates in proportion)
     scored about 0.4 dB vocals SDR above 2 (Wiener-like) on the validation clips with the
     default model (BENCHMARKS.md), which is also what the Trainer validates with.
