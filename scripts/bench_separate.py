@@ -157,40 +157,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{scenario} / {name} run {run + 1}: {measured[0]:.1f} s, "
                           f"{measured[1]:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip
 
-        starts = {
-            "vocalsep": startup_seconds(
-                sys.executable,
-                AS_SEPARATE + "from vocalsep.separator import Separator",
-                f"Separator({args.model!r})",
-            )
-        }
-        if with_reference:
-            starts["Spleeter 2stems"] = startup_seconds(
-                str(REFERENCE_PYTHON),
-                "import sys; sys.argv = ['x']; "
-                f"sys.path.insert(0, {str(REFERENCE_SCRIPT.parent)!r})\n"
-                "import spleeter_reference",
-                "spleeter_reference.Estimator().eval()",
-            )
+    starts = {
+        "vocalsep": startup_seconds(
+            sys.executable,
+            AS_SEPARATE + "from vocalsep.separator import Separator",
+            f"Separator({args.model!r})",
+        )
+    }
+    if with_reference:
+        starts["Spleeter 2stems"] = startup_seconds(
+            str(REFERENCE_PYTHON),
+            "import sys; sys.argv = ['x']; "
+            f"sys.path.insert(0, {str(REFERENCE_SCRIPT.parent)!r})\n"
+            "import spleeter_reference",
+            "spleeter_reference.Estimator().eval()",
+        )
 
-        cpu = platform.processor() or platform.machine()
-        print(f"\n{datetime.date.today()}, {os.cpu_count()} CPUs ({cpu}), {platform.platform()}")
-        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-        print("\n| scenario | system | runs | wall (median) | vs Spleeter | peak RSS (median) |")
-        print("|---|---|---|---|---|---|")
-        for scenario, (_, runs) in scenarios.items():
-            for name in systems:
-                walls = [wall for wall, _ in results[(scenario, name)]]
-                peaks = [peak for _, peak in results[(scenario, name)]]
-                ratio = ""
-                if with_reference:
-                    reference_wall = _median([w for w, _ in results[(scenario, "Spleeter 2stems")]])
-                    ratio = f"{reference_wall / _median(walls):.2f}x faster"
-                print(f"| {scenario} | {name} | {runs} | {_median(walls):.1f} s | {ratio} "
-                      f"| {_median(peaks):.0f} MiB |")  # fmt: skip
-        print("\n| system | start-up + imports | model load |\n|---|---|---|")
-        for name, (start_s, load_s) in starts.items():
-            print(f"| {name} | {start_s:.2f} s | {load_s:.2f} s |")
+    cpu = platform.processor() or platform.machine()
+    print(f"\n{datetime.date.today()}, {os.cpu_count()} CPUs ({cpu}), {platform.platform()}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print("\n| scenario | system | runs | wall (median) | vs Spleeter | peak RSS (median) |")
+    print("|---|---|---|---|---|---|")
+    for scenario, (_, runs) in scenarios.items():
+        for name in systems:
+            walls = [wall for wall, _ in results[(scenario, name)]]
+            peaks = [peak for _, peak in results[(scenario, name)]]
+            ratio = ""
+            if with_reference:
+                reference_wall = _median([w for w, _ in results[(scenario, "Spleeter 2stems")]])
+                ratio = f"{reference_wall / _median(walls):.2f}x faster"
+            print(f"| {scenario} | {name} | {runs} | {_median(walls):.1f} s | {ratio} "
+                  f"| {_median(peaks):.0f} MiB |")  # fmt: skip
+    print("\n| system | start-up + imports | model load |\n|---|---|---|")
+    for name, (start_s, load_s) in starts.items():
+        print(f"| {name} | {start_s:.2f} s | {load_s:.2f} s |")
     return 0
 
 
