@@ -1,6 +1,6 @@
-"""U-Net contract: shapes, mask range, the loss, and mixture-to-stems on any frame count.
+"""U-Net contract for both architectures: shapes, mask range, configs, inputs and the loss.
 
-All but the parameter count use the tiny variant, so the file stays fast on two shared cores.
+All but the parameter counts use tiny variants, so the file stays fast on two shared cores.
 """
 
 from __future__ import annotations
@@ -17,22 +17,23 @@ from vocalsep.audio import dsp
 from vocalsep.model import unet
 
 TINY = unet.UNetConfig.tiny()
+TINY_SPLEETER = dataclasses.replace(
+    unet.UNetConfig.spleeter(),
+    stft=TINY.stft,
+    encoder_channels=TINY.encoder_channels,
+    model_bins=TINY.model_bins,
+    patch_frames=TINY.patch_frames,
+)
 # Spleeter's per-stem U-Net has about 9.8 M parameters; ours predicts both stems at once.
 DEFAULT_PARAMETERS = 9_829_124
+# Spleeter 2stems: two such networks (the unused last encoder batch norm left out).
+SPLEETER_PARAMETERS = 2 * 9_824_711
 
 
 @pytest.fixture(scope="module")
 def tiny_model() -> keras.Model:
     keras.utils.set_random_seed(0)
     return unet.build_unet(TINY)
-
-
-def _random_stft(frames: int, config: unet.UNetConfig, seed: int = 0) -> tf.Tensor:
-    rng = np.random.default_rng(seed)
-    shape = (1, frames, config.stft.num_bins, config.audio_channels)
-    return tf.complex(
-        rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
-    )
 
 
 @pytest.mark.parametrize("frames", [TINY.patch_frames, 3 * TINY.frame_multiple])
@@ -51,9 +52,52 @@ def test_default_config_parameter_count() -> None:
     assert model.output_shape == (None, None, 2048, 2, 2)
 
 
+def test_spleeter_is_one_network_per_stem_with_spleeters_size() -> None:
+    model = unet.build_unet(unet.UNetConfig.spleeter())
+    assert model.count_params() == SPLEETER_PARAMETERS
+    assert model.output_shape == (None, None, 1024, 2, 2)
+    assert [layer.name for layer in model.layers if "unet" in layer.name] == [
+        "vocals_unet",
+        "accompaniment_unet",
+    ]
+
+
+@pytest.mark.parametrize("frames", [TINY.patch_frames, 3 * TINY.frame_multiple])
+def test_spleeter_masks_have_the_documented_shape_and_range(frames: int) -> None:
+    keras.utils.set_random_seed(0)
+    model = unet.build_unet(TINY_SPLEETER)
+    magnitude = tf.abs(
+        tf.random.stateless_normal([2, frames, TINY.model_bins, TINY.audio_channels], seed=[1, 2])
+    )
+    masks = model(magnitude, training=False).numpy()
+    assert masks.shape == (2, frames, TINY.model_bins, TINY.audio_channels, 2)
+    assert np.all(masks > 0) and np.all(masks < 1)
+    # Each stem has its own network: the two masks differ.
+    assert np.abs(masks[..., 0] - masks[..., 1]).max() > 1e-3
+    # Dropout acts in training only; batch norm keeps its moving statistics in both modes.
+    np.testing.assert_array_equal(masks, model(magnitude, training=False).numpy())
+    assert not np.allclose(masks, model(magnitude, training=True).numpy())
+    statistics = [w for w in model.non_trainable_weights if "moving" in w.name]
+    assert len(statistics) == 2 * 2 * (2 * len(TINY.encoder_channels) - 1)
+
+
+def test_spleeter_takes_raw_magnitudes() -> None:
+    magnitude = np.abs(np.random.default_rng(0).standard_normal((1, 5, 257, 2))).astype(np.float32)
+    mean, scale = np.full(256, 3.0), np.full(256, 7.0)
+    np.testing.assert_array_equal(
+        unet.normalise(magnitude, mean, scale, TINY_SPLEETER), magnitude[..., :256, :]
+    )
+    with pytest.raises(ValueError, match="raw magnitudes"):
+        dataclasses.replace(TINY_SPLEETER, input_compression="log1p")
+
+
 def test_config_round_trips_through_json() -> None:
-    for config in (unet.UNetConfig(), TINY):
+    for config in (unet.UNetConfig(), TINY, unet.UNetConfig.spleeter(), TINY_SPLEETER):
         assert unet.UNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # Exports written before architectures had names are Jansson networks.
+    values = unet.UNetConfig().to_dict()
+    del values["architecture"]
+    assert unet.UNetConfig.from_dict(values).architecture == "jansson"
 
 
 @pytest.mark.parametrize(
@@ -65,6 +109,7 @@ def test_config_round_trips_through_json() -> None:
         {"input_compression": "sqrt"},
         {"stems": ("vocals",)},
         {"dropout_rate": 1.0},
+        {"architecture": "demucs"},
     ],
 )
 def test_config_rejects_inconsistent_values(overrides: dict[str, object]) -> None:
@@ -88,29 +133,6 @@ def test_normalise_compresses_then_standardises_per_bin() -> None:
     np.testing.assert_allclose(
         unet.normalise(magnitude, 0 * mean, 1 + 0 * scale, uncompressed), magnitude[..., :256, :]
     )
-
-
-@pytest.mark.parametrize("frames", [1, 5, TINY.frame_multiple, 45])
-def test_separate_spectrogram_handles_any_frame_count(tiny_model: keras.Model, frames: int) -> None:
-    mixture = _random_stft(frames, TINY, seed=frames)
-    stems = unet.separate_spectrogram(
-        tiny_model, mixture, np.zeros(256), np.ones(256), TINY, mask_power=2.0
-    )
-    assert set(stems) == set(TINY.stems)
-    for stem in stems.values():
-        assert stem.shape == mixture.shape and stem.dtype == tf.complex64
-    np.testing.assert_allclose(sum(stems.values()), mixture, atol=1e-5)
-
-
-def test_bins_above_model_bins_reuse_the_top_model_bins_ratio(tiny_model: keras.Model) -> None:
-    mixture = _random_stft(TINY.patch_frames, TINY)
-    stems = unet.separate_spectrogram(
-        tiny_model, mixture, np.zeros(256), np.ones(256), TINY, mask_power=1.0
-    )
-    vocals_share = np.abs(stems["vocals"].numpy()) / np.abs(mixture.numpy())
-    # The Nyquist bin is separated (not passed through or muted) with the top bin's split.
-    np.testing.assert_allclose(vocals_share[:, :, -1], vocals_share[:, :, -2], rtol=1e-4)
-    assert np.ptp(vocals_share[:, :, -1]) > 1e-3
 
 
 def test_masked_l1_loss_is_zero_for_oracle_masks_and_positive_otherwise() -> None:

@@ -1,9 +1,16 @@
-"""The Jansson et al. (2017) spectrogram U-Net: one network, one sigmoid mask per stem.
+"""Spectrogram U-Nets chosen by name, and everything between a mixture STFT and their masks.
 
-The model only ever sees normalised magnitudes of the lowest ``model_bins`` STFT bins; turning
-a mixture STFT into per-stem STFTs (normalisation, masking, full-band extension, soft ratio
-masks) lives here too, as plain TensorFlow on top of ``vocalsep.audio.dsp``, so the Trainer,
-the Evaluator and the serving graph run the identical computation.
+Two architectures, both mapping magnitudes of the lowest ``model_bins`` STFT bins to one
+sigmoid mask per stem and channel:
+
+- ``jansson``: the Jansson et al. (2017) U-Net as one network with a mask per stem, fed
+  log-compressed magnitudes standardised per bin with the Transform's statistics;
+- ``spleeter``: Deezer's Spleeter graph (``vocalsep.model.spleeter``), one network per stem,
+  fed raw magnitudes, which is what its published weights expect (``vocalsep.model.pretrained``).
+
+The network's input features and training loss live here too; turning masks into stems is
+``vocalsep.model.inference``. All of it is plain TensorFlow on top of ``vocalsep.audio.dsp``,
+so the Trainer, the Evaluator and the serving graph run the identical computation.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vocalsep.audio import dsp
+from vocalsep.model import spleeter
 
+ARCHITECTURES = ("jansson", "spleeter")
 COMPRESSIONS = ("log1p", "none")
 KERNEL_SIZE = (5, 5)
 STRIDES = (2, 2)
@@ -30,19 +39,29 @@ class UNetConfig:
 
     The STFT travels inside the config because ``model_bins`` and ``patch_frames`` only mean
     something for one ``n_fft``/``hop_length``: a model must never be fed another STFT.
+    ``architecture`` picks the network (module docstring); ``spleeter`` takes raw magnitudes.
     """
 
+    architecture: str = "jansson"
     stft: dsp.StftConfig = dataclasses.field(default_factory=dsp.StftConfig)
     encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     stems: tuple[str, ...] = ("vocals", "accompaniment")
     audio_channels: int = 2
-    # All bins of n_fft 4096 but the Nyquist bin, which separate_spectrogram extends to.
+    # All bins of n_fft 4096 but the Nyquist bin, which inference.stems_from_masks extends to.
     model_bins: int = 2048
     patch_frames: int = 256
     input_compression: str = "log1p"
     dropout_rate: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        if self.architecture == "spleeter" and self.input_compression != "none":
+            raise ValueError(
+                "the spleeter architecture takes raw magnitudes: input_compression must be 'none'"
+            )
         if not self.encoder_channels or any(c < 1 for c in self.encoder_channels):
             raise ValueError(f"encoder_channels must be positive, got {self.encoder_channels}")
         if len(self.stems) < 2 or len(set(self.stems)) != len(self.stems):
@@ -88,6 +107,18 @@ class UNetConfig:
             patch_frames=32,
         )
 
+    @classmethod
+    def spleeter(cls) -> UNetConfig:
+        """Spleeter 2stems: 1024 bins (0-11 kHz), 512-frame training patches, raw magnitudes."""
+        return cls(
+            architecture="spleeter", model_bins=1024, patch_frames=512, input_compression="none"
+        )
+
+    @property
+    def standardises_input(self) -> bool:
+        """Whether the network expects magnitudes standardised with the Transform's statistics."""
+        return self.architecture == "jansson"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, for TFX custom_config and the SavedModel's metadata."""
         return dataclasses.asdict(self)
@@ -103,6 +134,32 @@ class UNetConfig:
 
 
 def build_unet(config: UNetConfig, dtype_policy: str = "float32") -> keras.Model:
+    """The network ``config.architecture`` names, as a Keras model; see ``build_jansson``."""
+    if config.architecture == "spleeter":
+        if dtype_policy != "float32":
+            raise ValueError("the spleeter architecture computes in float32 only")
+        return build_spleeter(config)
+    return build_jansson(config, dtype_policy)
+
+
+def build_spleeter(config: UNetConfig) -> keras.Model:
+    """Raw magnitudes ``[batch, frames, model_bins, channels]`` to masks, one network per stem.
+
+    Output masks are ``[batch, frames, model_bins, channels, stems]``, like ``build_jansson``'s,
+    so losses, ratio masks and the serving graph do not care which architecture made them.
+    """
+    features = keras.Input(shape=(None, config.model_bins, config.audio_channels), name="magnitude")
+    masks = [
+        spleeter.SpleeterNetwork(
+            config.encoder_channels, config.audio_channels, config.dropout_rate, name=f"{stem}_unet"
+        )(features)
+        for stem in config.stems
+    ]
+    stacked = keras.layers.Lambda(lambda stems: tf.stack(stems, axis=-1), name="masks")(masks)
+    return keras.Model(features, stacked, name="spleeter")
+
+
+def build_jansson(config: UNetConfig, dtype_policy: str = "float32") -> keras.Model:
     """Normalised features ``[batch, frames, model_bins, channels]`` to masks in (0, 1).
 
     Output masks are ``[batch, frames, model_bins, channels, stems]``. The time axis is left
@@ -190,9 +247,12 @@ def normalise(
     Takes the first ``model_bins`` bins (so callers may pass all STFT bins), compresses, then
     standardises per bin with ``mean``/``scale`` computed by tf.Transform over the training
     split on the *compressed* magnitudes. ``mean``/``scale`` are ``[model_bins]`` or
-    ``[model_bins, channels]``; ``scale`` must be positive.
+    ``[model_bins, channels]``; ``scale`` must be positive. Architectures that take raw
+    magnitudes ignore them.
     """
     model_input = tf.convert_to_tensor(mixture_magnitude, tf.float32)[..., : config.model_bins, :]
+    if not config.standardises_input:
+        return model_input
     if config.input_compression == "log1p":
         model_input = tf.math.log1p(model_input)
     return (model_input - _per_bin(mean)) / _per_bin(scale)
@@ -221,53 +281,9 @@ def network_input(
     """The network's input for mixture magnitudes ``[batch, frames, bins, channels]``.
 
     ``normalise``s and zero-pads frames up to a multiple of ``2**depth``, the only frame
-    counts the network accepts; ``stems_from_masks`` crops the padding off again.
+    counts the network accepts; ``inference.stems_from_masks`` crops the padding off again.
     """
     frame_count = tf.shape(mixture_magnitude)[1]
     padded_frames = -(-frame_count // config.frame_multiple) * config.frame_multiple
     padding = [[0, 0], [0, padded_frames - frame_count], [0, 0], [0, 0]]
     return normalise(tf.pad(mixture_magnitude, padding), mean, scale, config)
-
-
-def stems_from_masks(
-    masks: tf.Tensor, mixture_stft: tf.Tensor, config: UNetConfig, mask_power: float
-) -> dict[str, tf.Tensor]:
-    """Per-stem complex STFTs from the network's masks (padded frames are cropped here).
-
-    The network's raw estimates ``mask * |mixture|`` only weigh the stems against each other:
-    soft ratio masks across stems make the stems sum to the mixture exactly and map silence to
-    silence. ``|mixture|`` is common to every stem, so it cancels out of the ratio, which is
-    therefore taken over the masks alone, on the model's bins only. Bins above ``model_bins``
-    (the Nyquist bin by default) reuse the top model bin's mask, so the output is full band.
-    Each stem is built on its own, so a graph that needs only some stems computes only those.
-    """
-    mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
-    masks = tf.cast(masks, tf.float32)[:, : tf.shape(mixture_stft)[1]]
-    extra_bins = config.stft.num_bins - config.model_bins
-
-    def full_band(mask: tf.Tensor) -> tf.Tensor:
-        return tf.concat([mask, tf.repeat(mask[:, :, -1:], extra_bins, axis=2)], axis=2)
-
-    return {
-        stem: dsp.apply_mask(mixture_stft, full_band(dsp.ratio_mask(masks, index, mask_power)))
-        for index, stem in enumerate(config.stems)
-    }
-
-
-def separate_spectrogram(
-    model: keras.Model,
-    mixture_stft: tf.Tensor,
-    mean: tf.Tensor | Any,
-    scale: tf.Tensor | Any,
-    config: UNetConfig,
-    mask_power: float,
-) -> dict[str, tf.Tensor]:
-    """Per-stem complex STFTs from a mixture STFT ``[batch, frames, bins, channels]``.
-
-    Any frame count works. The two steps around the network are public for callers that run
-    the network themselves (e.g. batched evaluation).
-    """
-    mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
-    model_magnitude = dsp.magnitude(mixture_stft[:, :, : config.model_bins])
-    features = network_input(model_magnitude, mean, scale, config)
-    return stems_from_masks(model(features, training=False), mixture_stft, config, mask_power)
