@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vocalsep.audio import dsp, io
+from vocalsep.configs import from_plain_values
 
 MODEL_PATCH_FRAMES = 256
 
@@ -71,13 +72,4 @@ class IngestConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> IngestConfig:
         """Inverse of to_dict; Struct numbers arrive as floats, so ints are restored here."""
-        fields = {field.name: field.type for field in dataclasses.fields(cls)}
-        unknown = set(values) - set(fields)
-        if unknown:
-            raise ValueError(f"unknown ingest settings: {sorted(unknown)}")
-        return cls(
-            **{
-                name: int(value) if fields[name] == "int" else float(value)
-                for name, value in values.items()
-            }
-        )
+        return from_plain_values(cls, values, "ingest")

@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vocalsep.configs import from_plain_values
+
 GATE_SOURCE = "vocals"
 GATE_METRIC = "SDR"
 
@@ -56,12 +58,7 @@ class EvaluatorConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EvaluatorConfig:
         """Inverse of to_dict; JSON numbers of int fields are restored to ints."""
-        fields = {field.name: field.type for field in dataclasses.fields(cls)}
-        unknown = set(values) - set(fields)
-        if unknown:
-            raise ValueError(f"unknown evaluator settings: {sorted(unknown)}")
-        converters = {"int": int, "float": float, "str": str}
-        return cls(**{name: converters[fields[name]](value) for name, value in values.items()})
+        return from_plain_values(cls, values, "evaluator")
 
 
 @dataclasses.dataclass(frozen=True)
