@@ -193,7 +193,7 @@ class Separator:
 
 
 def _load_model(model_dir: str | os.PathLike[str]) -> saved.Separator:
-    model_path = Path(model_dir)
+    model_path = Path(saved.resolve_export_dir(model_dir))
     if not (model_path / saved.METADATA_PATH).is_file():
         raise ModelNotFoundError(
             f"{model_path}: not a vocalsep model (no {saved.METADATA_PATH}); pass the "

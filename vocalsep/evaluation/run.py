@@ -15,6 +15,7 @@ from vocalsep.model import saved
 
 def load_export(export_dir: str) -> saved.Separator:
     """The serving signature of an export, or ModelNotFoundError naming the directory."""
+    export_dir = saved.resolve_export_dir(export_dir)
     missing = [
         name
         for name in ("saved_model.pb", str(saved.METADATA_PATH))

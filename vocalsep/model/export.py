@@ -27,6 +27,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vocalsep.audio import dsp
+from vocalsep.model import spleeter
+from vocalsep.model.inference import (
+    InferenceConfig,
+    NetworkFn,
+    keras_network_fn,
+    separate_spectrogram,
+)
 from vocalsep.model.saved import (
     CHUNKING_OUTPUTS,
     CHUNKING_SIGNATURE_KEY,
@@ -36,55 +43,10 @@ from vocalsep.model.saved import (
     WARMUP_PATH,
     WAVEFORM_INPUT,
 )
-from vocalsep.model.unet import UNetConfig, build_unet, separate_spectrogram
+from vocalsep.model.unet import UNetConfig, build_unet
 
 WARMUP_SHORT_SAMPLES = 4096
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-
-
-@dataclasses.dataclass(frozen=True)
-class InferenceConfig:
-    """How the serving graph cuts a song up and recombines the stems; no effect on training.
-
-    ``chunk_seconds`` is rounded to the nearest length whose STFT has a multiple of
-    ``2**depth`` frames, so no whole chunk is padded for the network. 30 s chunks separate
-    about 8% faster than 10 s chunks on CPU (less crossfade recomputed, fewer per-chunk costs)
-    and scored no worse on a long input (``scripts/chunk_length_experiment.py``); ``separate``
-    still peaks under 1 GB with them (BENCHMARKS.md). ``mask_power`` is the
-    exponent of the soft ratio masks across stems: 1 (the network's estimates in proportion)
-    scored about 0.4 dB vocals SDR above 2 (Wiener-like) on the validation clips with the
-    default model (BENCHMARKS.md), which is also what the Trainer validates with.
-
-    Speed knobs, off by default (see ``scripts/bench_forward.py`` for what they buy):
-    ``jit_compile`` compiles each chunk's separation with XLA, which TF Serving on CPU only
-    runs with ``--xla_cpu_compilation_enabled`` and which makes the convolutions several times
-    slower on CPU; ``compute_dtype="bfloat16"`` runs the U-Net in bfloat16 (float32 weights,
-    float32 mask arithmetic), fast only on CPUs with bfloat16 instructions and oneDNN builds.
-    """
-
-    sample_rate: int = 44100
-    chunk_seconds: float = 30.0
-    overlap_seconds: float = 1.0
-    mask_power: float = 1.0
-    chunks_per_batch: int = 1
-    jit_compile: bool = False
-    compute_dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        if self.sample_rate < 1:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
-        if self.chunk_seconds <= 0:
-            raise ValueError(f"chunk_seconds must be positive, got {self.chunk_seconds}")
-        if self.overlap_seconds < 0:
-            raise ValueError(f"overlap_seconds must be >= 0, got {self.overlap_seconds}")
-        if self.mask_power <= 0:
-            raise ValueError(f"mask_power must be positive, got {self.mask_power}")
-        if self.chunks_per_batch < 1:
-            raise ValueError(f"chunks_per_batch must be >= 1, got {self.chunks_per_batch}")
-        if self.compute_dtype not in DTYPE_POLICIES:
-            raise ValueError(
-                f"compute_dtype must be one of {tuple(DTYPE_POLICIES)}, got {self.compute_dtype!r}"
-            )
 
 
 def chunk_length(config: UNetConfig, inference_config: InferenceConfig) -> int:
@@ -120,8 +82,14 @@ def overlap_length(config: UNetConfig, inference_config: InferenceConfig) -> int
     return overlap
 
 
-def metadata(config: UNetConfig, inference_config: InferenceConfig) -> dict[str, Any]:
-    """What consumers need to know about an export, stored as its ``vocalsep.json``."""
+def metadata(
+    config: UNetConfig, inference_config: InferenceConfig, weight_names: list[str]
+) -> dict[str, Any]:
+    """What consumers need to know about an export, stored as its ``vocalsep.json``.
+
+    ``weights`` names the network's weights in the order of the export's ``network_weights``,
+    which is how a Trainer warm-starting from the export finds them (``model.warm_start``).
+    """
     return {
         "format_version": METADATA_FORMAT_VERSION,
         "signature": SIGNATURE_KEY,
@@ -131,6 +99,7 @@ def metadata(config: UNetConfig, inference_config: InferenceConfig) -> dict[str,
         "inference": dataclasses.asdict(inference_config),
         "chunk_length": chunk_length(config, inference_config),
         "overlap_length": overlap_length(config, inference_config),
+        "weights": weight_names,
     }
 
 
@@ -166,12 +135,22 @@ class SeparationModule(tf.Module):
         inference_config: InferenceConfig,
     ) -> None:
         super().__init__(name="vocalsep_separator")
-        network = _inference_model(model, config, inference_config.compute_dtype)
         # Only the network's weights join the SavedModel's object graph. Tracking the Keras
         # model itself would also save a restored function per layer, which nothing calls and
         # which loading has to rebuild: most of a `vocalsep separate` model load.
-        self.network_weights = list(network.weights)
-        self._network = _Untracked(network)
+        if config.architecture == "spleeter":
+            weight_names, self.network_weights, network_fn = _stored_spleeter(
+                model, config, inference_config
+            )
+        else:
+            if inference_config.storage_dtype != "float32":
+                raise ValueError("float16 weight storage is for the spleeter architecture")
+            network = _inference_model(model, config, inference_config.compute_dtype)
+            weight_names = [weight.name for weight in network.weights]
+            self.network_weights = list(network.weights)
+            network_fn = keras_network_fn(network, config)
+        self._weight_names = _Untracked(weight_names)
+        self._network_fn = _Untracked(network_fn)
         self.mean = _statistic(mean, "mean", config)
         self.scale = _statistic(scale, "scale", config)
         self.config = config
@@ -187,24 +166,19 @@ class SeparationModule(tf.Module):
         self.serving_default = tf.function(self._separate, input_signature=[waveform_spec])
         self.chunking = tf.function(self._chunking, input_signature=[waveform_spec])
 
-    @property
-    def network(self) -> keras.Model:
-        """The U-Net that the signatures run (in the inference compute dtype)."""
-        return self._network.value
-
     def _separate_chunks(self, chunks: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Mixture chunks ``[batch, samples, channels]`` to chunks of all stems but the last."""
+        """Mixture chunks ``[batch, samples, channels]`` to chunks of the masked stems."""
         stems = separate_spectrogram(
-            self.network,
+            self._network_fn.value,
             dsp.stft(chunks, self.config.stft),
             self.mean,
             self.scale,
             self.config,
-            self.inference_config.mask_power,
+            self.inference_config,
         )
         return {
-            stem: dsp.istft(stems[stem], self.config.stft, tf.shape(chunks)[1])
-            for stem in self.config.stems[:-1]
+            stem: dsp.istft(spectrogram, self.config.stft, tf.shape(chunks)[1])
+            for stem, spectrogram in stems.items()
         }
 
     def _chunking(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -219,9 +193,9 @@ class SeparationModule(tf.Module):
     def _separate(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
         """Stems shaped like ``waveform`` ``[samples, channels]``, for any number of samples.
 
-        The masks sum to one and the STFT and the crossfade invert exactly, so the last stem is
-        the mixture minus the others: one inverse STFT and one crossfade fewer, and stems that
-        sum to the input.
+        With a residual last stem, it is the mixture minus the others, once per song (the STFT
+        and the crossfade invert exactly): one inverse STFT and one crossfade fewer per chunk,
+        and stems that sum to the input.
         """
         waveforms = dsp.chunked_map(
             waveform,
@@ -230,8 +204,41 @@ class SeparationModule(tf.Module):
             self.overlap_length,
             self.inference_config.chunks_per_batch,
         )
-        waveforms[self.config.stems[-1]] = waveform - tf.add_n(list(waveforms.values()))
+        if self.inference_config.residual_last_stem:
+            waveforms[self.config.stems[-1]] = waveform - tf.add_n(list(waveforms.values()))
         return waveforms
+
+
+def _stored_spleeter(
+    model: keras.Model, config: UNetConfig, inference_config: InferenceConfig
+) -> tuple[list[str], list[tf.Variable], NetworkFn]:
+    """Each stem network's weights as variables in the storage dtype, and the function that
+    runs the networks on them (cast to the compute dtype), for the stems asked for."""
+    names, variables, by_stem = [], [], {}
+    for stem in config.stems:
+        layer = model.get_layer(f"{stem}_unet")
+        by_stem[stem] = {}
+        for name, weight in layer.named_weights.items():
+            stored = tf.Variable(
+                tf.cast(weight, inference_config.storage_dtype), trainable=False, name=name
+            )
+            names.append(f"{stem}_unet/{name}")
+            variables.append(stored)
+            by_stem[stem][name] = stored
+    compute_dtype = inference_config.compute_dtype
+
+    def network_fn(features: tf.Tensor, stems: Any) -> dict[str, tf.Tensor]:
+        features = tf.cast(features, compute_dtype)
+        return {
+            stem: spleeter.forward(
+                {name: tf.cast(value, compute_dtype) for name, value in by_stem[stem].items()},
+                features,
+                config.depth,
+            )
+            for stem in stems
+        }
+
+    return names, variables, network_fn
 
 
 def _inference_model(model: keras.Model, config: UNetConfig, compute_dtype: str) -> keras.Model:
@@ -275,7 +282,9 @@ def export_saved_model(
         )
         metadata_file = staging_dir / METADATA_PATH
         metadata_file.parent.mkdir()
-        metadata_file.write_text(json.dumps(metadata(config, inference_config), indent=2))
+        metadata_file.write_text(
+            json.dumps(metadata(config, inference_config, module._weight_names.value), indent=2)
+        )
         write_warmup_requests(
             staging_dir / WARMUP_PATH,
             (WARMUP_SHORT_SAMPLES, module.chunk_length),

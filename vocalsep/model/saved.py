@@ -28,11 +28,29 @@ METADATA_FORMAT_VERSION = 2
 PRECISIONS = ("auto", "float32", "bfloat16")
 ONEDNN_BFLOAT16_OPTION = "auto_mixed_precision_onednn_bfloat16"
 NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+MODEL_ARTIFACT_SUBDIR = "Format-Serving"
+"""Where a TFX Model artifact (a Trainer's output, an imported model) keeps its export."""
+
+
+def resolve_export_dir(path: str | Path) -> str:
+    """``path`` if it holds a SavedModel, else its ``Format-Serving`` export if that does.
+
+    So every command taking a model accepts an export, a Trainer's model artifact folder or
+    the folder ``vocalsep pretrained import`` writes. Works on any ``tf.io.gfile`` path.
+    """
+    path = str(path).rstrip("/")
+    nested = f"{path}/{MODEL_ARTIFACT_SUBDIR}"
+    if not tf.io.gfile.exists(f"{path}/saved_model.pb") and tf.io.gfile.exists(
+        f"{nested}/saved_model.pb"
+    ):
+        return nested
+    return path
 
 
 def read_metadata(export_dir: str | Path) -> dict[str, Any]:
     """The ``vocalsep.json`` an export was written with."""
-    return json.loads((Path(export_dir) / METADATA_PATH).read_text())
+    with tf.io.gfile.GFile(f"{str(export_dir).rstrip('/')}/{METADATA_PATH}") as stream:
+        return json.loads(stream.read())
 
 
 class Separator:

@@ -1,0 +1,251 @@
+"""From a mixture STFT and a network's masks to per-stem STFTs: every inference setting.
+
+The Trainer's validation and the serving graph both call ``separate_spectrogram``, so what is
+validated is what is served. Settings (``InferenceConfig``) are recorded in each export's
+metadata; the ones Spleeter itself uses are ``InferenceConfig.spleeter()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from vocalsep.audio import dsp
+from vocalsep.configs import from_plain_values
+from vocalsep.model.unet import UNetConfig, network_input
+
+MASK_TYPES = ("ratio", "direct")
+BAND_EXTENSIONS = ("repeat", "zeros")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+STORAGE_DTYPES = ("float32", "float16")
+WIENER_EPSILON = 1.1920929e-07
+"""float32's machine epsilon, norbert's default regulariser for the mixture covariance."""
+
+NetworkFn = Callable[[tf.Tensor, Sequence[str]], Mapping[str, tf.Tensor]]
+"""Features ``[batch, frames, model_bins, channels]`` and the stems wanted -> their masks."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """How the serving graph cuts a song up and turns masks into stems; no effect on training.
+
+    ``chunk_seconds`` is rounded to the nearest length whose STFT has a multiple of
+    ``2**depth`` frames, so no whole chunk is padded for the network. 30 s chunks separate
+    about 8% faster than 10 s chunks on CPU (less crossfade recomputed, fewer per-chunk costs)
+    and scored no worse on a long input (``scripts/chunk_length_experiment.py``).
+
+    Masks to stems, on the network's ``model_bins``:
+
+    - ``mask_type="ratio"``: soft ratio masks across stems, ``m_i**p / sum_j m_j**p`` with
+      ``mask_power`` p (stems sum to the mixture; silence gives silence); ``"direct"``: each
+      stem's own mask as it is, so only the networks of the stems that are masked run;
+    - ``band_extension``: bins above ``model_bins`` reuse the top model bin's mask
+      (``"repeat"``: full band) or are silent in every masked stem (``"zeros"``, Spleeter's);
+    - ``residual_last_stem``: the last stem is the mixture minus the others (one inverse STFT
+      fewer, stems that sum to the input) rather than masked itself;
+    - ``wiener_iterations``: rounds of multichannel Wiener filtering by expectation-maximisation
+      (norbert's algorithm) after the masks, over each chunk's frames; 0: none;
+    - ``channel_swap_average``: average the masks of the input and of its channel-swapped copy.
+
+    Speed and size knobs: ``jit_compile`` compiles each chunk's separation with XLA, which TF
+    Serving on CPU only runs with ``--xla_cpu_compilation_enabled`` and which makes the
+    convolutions several times slower on CPU; ``compute_dtype="bfloat16"`` runs the network in
+    bfloat16 (float32 weights and mask arithmetic), fast only on CPUs with bfloat16
+    instructions; ``storage_dtype="float16"`` stores the network's weights in float16 in the
+    export (half the size) and computes with them cast back to float32.
+    """
+
+    sample_rate: int = 44100
+    chunk_seconds: float = 30.0
+    overlap_seconds: float = 1.0
+    mask_type: str = "ratio"
+    mask_power: float = 1.0
+    band_extension: str = "repeat"
+    residual_last_stem: bool = True
+    wiener_iterations: int = 0
+    channel_swap_average: bool = False
+    chunks_per_batch: int = 1
+    jit_compile: bool = False
+    compute_dtype: str = "float32"
+    storage_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 1:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.chunk_seconds <= 0:
+            raise ValueError(f"chunk_seconds must be positive, got {self.chunk_seconds}")
+        if self.overlap_seconds < 0:
+            raise ValueError(f"overlap_seconds must be >= 0, got {self.overlap_seconds}")
+        if self.mask_power <= 0:
+            raise ValueError(f"mask_power must be positive, got {self.mask_power}")
+        if self.chunks_per_batch < 1:
+            raise ValueError(f"chunks_per_batch must be >= 1, got {self.chunks_per_batch}")
+        if self.wiener_iterations < 0:
+            raise ValueError(f"wiener_iterations must be >= 0, got {self.wiener_iterations}")
+        for name, allowed in (
+            ("mask_type", MASK_TYPES),
+            ("band_extension", BAND_EXTENSIONS),
+            ("compute_dtype", COMPUTE_DTYPES),
+            ("storage_dtype", STORAGE_DTYPES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.wiener_iterations and self.mask_type != "ratio":
+            raise ValueError("Wiener filtering starts from ratio masks: use mask_type='ratio'")
+
+    @classmethod
+    def spleeter(cls, **overrides: Any) -> InferenceConfig:
+        """Spleeter's own settings: squared ratio masks, nothing above 11 kHz in any stem."""
+        values = {"mask_power": 2.0, "band_extension": "zeros", "residual_last_stem": False}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> InferenceConfig:
+        """From an export's metadata or custom_config; settings it lacks keep their defaults."""
+        return from_plain_values(cls, values, "inference")
+
+    def masked_stems(self, stems: Sequence[str]) -> tuple[str, ...]:
+        """The stems whose STFTs are computed by masking (the rest is the residual)."""
+        return tuple(stems[:-1] if self.residual_last_stem else stems)
+
+    def network_stems(self, stems: Sequence[str]) -> tuple[str, ...]:
+        """The stems whose networks must run: all for ratio masks, else the masked ones."""
+        return tuple(stems) if self.mask_type == "ratio" else self.masked_stems(stems)
+
+
+def keras_network_fn(model: Any, config: UNetConfig) -> NetworkFn:
+    """A ``build_unet`` model as a ``NetworkFn`` (in inference mode)."""
+    if config.architecture == "spleeter":
+        return lambda features, stems: {
+            stem: model.get_layer(f"{stem}_unet")(features, training=False) for stem in stems
+        }
+
+    def all_stems(features: tf.Tensor, stems: Sequence[str]) -> Mapping[str, tf.Tensor]:
+        masks = model(features, training=False)
+        return {stem: masks[..., config.stems.index(stem)] for stem in stems}
+
+    return all_stems
+
+
+def _masks(
+    network_fn: NetworkFn, features: tf.Tensor, stems: Sequence[str], swap_average: bool
+) -> dict[str, tf.Tensor]:
+    masks = {stem: tf.cast(mask, tf.float32) for stem, mask in network_fn(features, stems).items()}
+    if not swap_average:
+        return masks
+    swapped = network_fn(features[..., ::-1], stems)
+    return {
+        stem: 0.5 * (masks[stem] + tf.cast(swapped[stem], tf.float32)[..., ::-1]) for stem in stems
+    }
+
+
+def _full_band(mask: tf.Tensor, config: UNetConfig, extension: str) -> tf.Tensor:
+    extra_bins = config.stft.num_bins - config.model_bins
+    if extension == "repeat":
+        extra = tf.repeat(mask[:, :, -1:], extra_bins, axis=2)
+    else:
+        shape = tf.shape(mask)
+        extra = tf.zeros(tf.concat([shape[:2], [extra_bins], shape[3:]], axis=0))
+    return tf.concat([mask, extra], axis=2)
+
+
+def wiener(
+    estimates: Mapping[str, tf.Tensor], mixture_stft: tf.Tensor, iterations: int
+) -> dict[str, tf.Tensor]:
+    """Multichannel Wiener filtering by expectation-maximisation (norbert's ``wiener``).
+
+    ``estimates`` are each source's complex STFT ``[batch, frames, bins, channels]``; each
+    round models source j as a local Gaussian with power ``v_j[t, f]`` (mean over channels of
+    ``|y_j|^2``) and a spatial covariance ``R_j[f]`` (over the frames given), then sets
+    ``y_j = v_j R_j (sum_k v_k R_k + eps I)^-1 x``. Inputs are scaled as norbert does for
+    numerical safety. Memory grows with frames x bins x channels^2, so callers pass chunks.
+    """
+    names = list(estimates)
+    scale = tf.maximum(1.0, tf.reduce_max(tf.abs(mixture_stft)) / 10.0)
+    scale_complex = tf.cast(scale, tf.complex64)
+    mixture = mixture_stft / scale_complex
+    sources = [estimates[name] / scale_complex for name in names]
+    channels = mixture.shape[-1]
+    identity = tf.eye(channels, dtype=tf.complex64)
+    for _ in range(iterations):
+        powers, covariances = [], []
+        for source in sources:
+            power = tf.reduce_mean(tf.math.real(source * tf.math.conj(source)), axis=-1)
+            outer = source[..., :, tf.newaxis] * tf.math.conj(source[..., tf.newaxis, :])
+            covariance = tf.reduce_sum(outer, axis=1) / tf.cast(
+                WIENER_EPSILON + tf.reduce_sum(power, axis=1)[..., tf.newaxis, tf.newaxis],
+                tf.complex64,
+            )
+            powers.append(tf.cast(power[..., tf.newaxis, tf.newaxis], tf.complex64))
+            covariances.append(covariance[:, tf.newaxis])
+        mixture_covariance = tf.add_n(
+            [power * covariance for power, covariance in zip(powers, covariances, strict=True)]
+        )
+        inverse = tf.linalg.inv(
+            mixture_covariance + tf.cast(tf.sqrt(WIENER_EPSILON), tf.complex64) * identity
+        )
+        sources = [
+            tf.linalg.matvec(power * covariance @ inverse, mixture)
+            for power, covariance in zip(powers, covariances, strict=True)
+        ]
+    return {name: source * scale_complex for name, source in zip(names, sources, strict=True)}
+
+
+def stems_from_masks(
+    masks: Mapping[str, tf.Tensor],
+    mixture_stft: tf.Tensor,
+    config: UNetConfig,
+    inference: InferenceConfig,
+) -> dict[str, tf.Tensor]:
+    """The masked stems' complex STFTs (``inference.masked_stems``); padded frames are cropped.
+
+    The network's raw estimates ``mask * |mixture|`` only weigh the stems against each other,
+    and ``|mixture|`` is common to all of them, so ratio masks are taken over the masks alone.
+    """
+    mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
+    frames = tf.shape(mixture_stft)[1]
+    cropped = {stem: mask[:, :frames] for stem, mask in masks.items()}
+    wanted = config.stems if inference.wiener_iterations else inference.masked_stems(config.stems)
+    if inference.mask_type == "ratio":
+        stacked = tf.stack([cropped[stem] for stem in config.stems], axis=-1)
+        shares = {
+            stem: dsp.ratio_mask(stacked, config.stems.index(stem), inference.mask_power)
+            for stem in wanted
+        }
+    else:
+        shares = {stem: cropped[stem] for stem in wanted}
+    stems = {
+        stem: dsp.apply_mask(mixture_stft, _full_band(share, config, inference.band_extension))
+        for stem, share in shares.items()
+    }
+    if inference.wiener_iterations:
+        stems = wiener(stems, mixture_stft, inference.wiener_iterations)
+    return {stem: stems[stem] for stem in inference.masked_stems(config.stems)}
+
+
+def separate_spectrogram(
+    network_fn: NetworkFn,
+    mixture_stft: tf.Tensor,
+    mean: tf.Tensor | Any,
+    scale: tf.Tensor | Any,
+    config: UNetConfig,
+    inference: InferenceConfig,
+) -> dict[str, tf.Tensor]:
+    """The masked stems' STFTs for a mixture STFT ``[batch, frames, bins, channels]``.
+
+    Any frame count works; with ``inference.residual_last_stem`` the last stem is left to the
+    caller (mixture minus the others, best done on waveforms).
+    """
+    mixture_stft = tf.convert_to_tensor(mixture_stft, tf.complex64)
+    model_magnitude = dsp.magnitude(mixture_stft[:, :, : config.model_bins])
+    features = network_input(model_magnitude, mean, scale, config)
+    masks = _masks(
+        network_fn,
+        features,
+        inference.network_stems(config.stems),
+        inference.channel_swap_average,
+    )
+    return stems_from_masks(masks, mixture_stft, config, inference)
