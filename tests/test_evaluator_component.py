@@ -49,7 +49,6 @@ def _train_good_model(work: Path, target: Path) -> tuple[np.ndarray, np.ndarray]
         scale,
         work / "run",
         serving_model_dir=target,
-        inference_config=INFERENCE,
     )
     return mean, scale
 

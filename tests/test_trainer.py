@@ -6,7 +6,9 @@ feature names and the shared DSP core), so a run takes seconds instead of a Beam
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
+from tiny_pretrained import write_published
 from tiny_training import (
     FRAMES,
     SEGMENT,
@@ -33,7 +36,8 @@ from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES, make_example
 from vocalsep.data.pipeline import data_components
-from vocalsep.model import augment, export, saved, trainer, unet
+from vocalsep.errors import BaseModelError
+from vocalsep.model import augment, export, pretrained, saved, trainer, unet, warm_start
 from vocalsep.model.unet import UNetConfig
 
 INFERENCE = export.InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
@@ -72,6 +76,7 @@ def _config(**overrides: Any) -> trainer.TrainerConfig:
         "learning_rate": 3e-3,
         "seed": 3,
         "shuffle_buffer": 64,
+        "inference": dataclasses.asdict(INFERENCE),
         **overrides,
     }
     return trainer.TrainerConfig.from_dict(values)
@@ -85,7 +90,6 @@ def _train(data: Data, config: trainer.TrainerConfig, run_dir: Path, **kwargs: A
         data.mean,
         data.scale,
         run_dir,
-        inference_config=INFERENCE,
         **kwargs,
     )
 
@@ -174,10 +178,20 @@ def test_a_second_run_resumes_and_a_seeded_run_repeats(data: Data, tmp_path: Pat
 
 
 def test_config_rejects_unknown_keys_and_bad_values() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"unknown trainer settings: \['stepz'\]"):
         trainer.TrainerConfig.from_dict({"stepz": 3})
     with pytest.raises(ValueError):
         trainer.TrainerConfig.from_dict({"model_size": "huge"})
+    with pytest.raises(ValueError, match="architecture"):
+        trainer.TrainerConfig.from_dict({"architecture": "demucs"})
+    with pytest.raises(ValueError, match="regular expression"):
+        trainer.TrainerConfig.from_dict({"trainable": "up(7"})
+    with pytest.raises(ValueError, match="unknown inference settings"):
+        trainer.TrainerConfig.from_dict({"inference": {"wiener": 1}})
+    # Struct round trips turn every number into a float; the types are restored.
+    restored = trainer.TrainerConfig.from_dict({"steps": 7.0, "learning_rate": 1})
+    assert (restored.steps, restored.learning_rate) == (7, 1.0)
+    assert isinstance(restored.steps, int) and isinstance(restored.learning_rate, float)
     config = trainer.TrainerConfig.from_dict(
         {
             "model_size": "tiny",
@@ -188,6 +202,9 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
     )
     assert (config.unet_config().patch_frames, config.unet_config().model_bins) == (64, 128)
     assert config.augmentation.gain_db == 3.0
+    tiny_spleeter = trainer.TrainerConfig(architecture="spleeter", model_size="tiny").unet_config()
+    assert tiny_spleeter.architecture == "spleeter" and tiny_spleeter.input_compression == "none"
+    assert tiny_spleeter.encoder_channels == unet.UNetConfig.tiny().encoder_channels
 
 
 def test_tfx_trainer_after_transform_exports_a_serving_model(tmp_path: Path) -> None:
@@ -349,3 +366,46 @@ def test_the_weight_average_is_validated_exported_and_checkpointed(
         and np.allclose(exported.get_tensor(name), average_kernel, atol=1e-6)
     ]
     assert matches
+
+
+@pytest.fixture(scope="module")
+def spleeter_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Spleeter network's published-format weights, imported as a model artifact."""
+    work = tmp_path_factory.mktemp("published")
+    model, _ = write_published(work / "files")
+    pretrained.import_published(
+        model, work / "imported", INFERENCE, checkpoint_folder=work / "files"
+    )
+    return work / "imported"
+
+
+def test_warm_start_begins_from_the_base_and_trains_only_the_trainable_weights(
+    data: Data, spleeter_base: Path, tmp_path: Path
+) -> None:
+    config = _config(
+        architecture="spleeter", steps=3, steps_per_epoch=3, trainable=r"up3_|up4_", patch_frames=32
+    )
+    unet_config = config.unet_config()
+    result = _train(
+        data,
+        config,
+        tmp_path / "run",
+        serving_model_dir=tmp_path / "export",
+        base_model=spleeter_base,
+    )
+    record = json.loads((tmp_path / "run" / trainer.WARM_START_RECORD).read_text())
+    base = warm_start.base_weights(spleeter_base, unet_config)
+    assert record == {"base_model": str(spleeter_base), "weights": len(base)}
+    trained = warm_start.base_weights(result.export_dir, unet_config)
+    changed = {name for name in base if not np.array_equal(base[name], trained[name])}
+    assert changed, "nothing was trained"
+    assert all(re.search(r"up3_|up4_", name) for name in changed), changed
+    # Batch norm statistics stay the published ones, trainable or not.
+    assert not any("moving" in name for name in changed)
+
+
+def test_warm_start_refuses_a_base_of_another_architecture(
+    data: Data, spleeter_base: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(BaseModelError, match="spleeter network"):
+        _train(data, _config(steps=1), tmp_path, serving_model_dir=None, base_model=spleeter_base)

@@ -7,6 +7,7 @@ seconds instead of a Beam pipeline; tests/test_trainer.py uses the same helpers.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,7 @@ def train_tiny_model(
             "learning_rate": 3e-3,
             "seed": seed,
             "shuffle_buffer": 16,
+            "inference": dataclasses.asdict(inference_config),
         }
     )
     trainer.train(
@@ -122,6 +124,5 @@ def train_tiny_model(
         scale,
         model_uri.parent / f"{model_uri.name}-run",
         model_uri / "Format-Serving",
-        inference_config=inference_config,
     )
     return model_uri

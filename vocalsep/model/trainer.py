@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,26 +25,23 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from vocalsep.audio import dsp
+from vocalsep.configs import from_plain_values
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES, parse_example
 from vocalsep.data.roots import DatasetRoot, discover_all
 from vocalsep.data.splits import EVAL
 from vocalsep.data.tracks import load_track
 from vocalsep.errors import AudioError, TrackRejectedError
-from vocalsep.model import augment, export
-from vocalsep.model.unet import (
-    UNetConfig,
-    build_unet,
-    masked_l1_loss,
-    normalise,
-    separate_spectrogram,
-)
+from vocalsep.model import augment, export, inference, warm_start
+from vocalsep.model.inference import InferenceConfig
+from vocalsep.model.unet import ARCHITECTURES, UNetConfig, build_unet, masked_l1_loss, normalise
 from vocalsep.transforms import preprocessing
 
 MODEL_SIZES = ("default", "tiny")
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 BEST_RECORD = "best.json"
+WARM_START_RECORD = "warm_start.json"
 TENSORBOARD_DIR = "tensorboard"
 MIXED_POLICY = "mixed_float16"
 RAW_TRACK_FEATURES = (*SOURCES, "track_id", "split", "num_samples")
@@ -57,7 +55,11 @@ logger = logging.getLogger(__name__)
 class TrainerConfig:
     """Every Trainer hyperparameter; built from the Trainer's ``custom_config`` (JSON).
 
-    ``patch_frames`` and ``model_bins`` of 0 keep the model size's own values. An "epoch" is just
+    ``architecture`` and ``model_size`` pick the network (``UNetConfig``, ``UNetConfig.spleeter``
+    or their ``tiny`` variants); ``patch_frames`` and ``model_bins`` of 0 keep its own values.
+    With a base model (``base_model`` of the Trainer) training starts from its weights, and
+    only the weights whose names match the regular expression ``trainable`` are trained (empty:
+    all). ``inference`` is how validation and the export turn masks into stems. An "epoch" is just
     ``steps_per_epoch`` steps: the progress line, the validation SDR and a checkpoint.
     Validation tracks come from ``eval_roots`` (dataset roots as ``DatasetRoot.to_dict``,
     their eval split) when given, else from the Trainer's eval files. With validation, the
@@ -67,6 +69,7 @@ class TrainerConfig:
     exported (0: the raw weights).
     """
 
+    architecture: str = "jansson"
     model_size: str = "default"
     steps: int = 100_000
     steps_per_epoch: int = 1000
@@ -84,6 +87,8 @@ class TrainerConfig:
     patience: int = 0
     checkpoints_to_keep: int = 3
     weight_average_decay: float = 0.0
+    trainable: str = ""
+    inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
 
     def __post_init__(self) -> None:
         if self.model_size not in MODEL_SIZES:
@@ -103,11 +108,29 @@ class TrainerConfig:
             raise ValueError(
                 f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}"
             )
+        try:
+            re.compile(self.trainable)
+        except re.error as error:
+            raise ValueError(f"trainable must be a regular expression: {error}") from error
         object.__setattr__(self, "eval_roots", tuple(self.eval_roots))
+        self.unet_config()  # an unknown architecture fails here, not in the Trainer
 
     def unet_config(self) -> UNetConfig:
-        """The architecture for ``model_size``, with ``patch_frames``/``model_bins`` if set."""
-        config = UNetConfig.tiny() if self.model_size == "tiny" else UNetConfig()
+        """The architecture and size chosen, with ``patch_frames``/``model_bins`` if set."""
+        config = UNetConfig.spleeter() if self.architecture == "spleeter" else UNetConfig()
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        if self.model_size == "tiny":
+            tiny = UNetConfig.tiny()
+            config = dataclasses.replace(
+                config,
+                stft=tiny.stft,
+                encoder_channels=tiny.encoder_channels,
+                model_bins=tiny.model_bins,
+                patch_frames=tiny.patch_frames,
+            )
         overrides = {"patch_frames": self.patch_frames, "model_bins": self.model_bins}
         return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
 
@@ -117,7 +140,9 @@ class TrainerConfig:
         values = dict(values or {})
         if "augmentation" in values:
             values["augmentation"] = augment.AugmentConfig(**values["augmentation"])
-        return cls(**values)
+        if "inference" in values:
+            values["inference"] = InferenceConfig.from_dict(values["inference"])
+        return from_plain_values(cls, values, "trainer")
 
 
 def feature_frames(feature_spec: Mapping[str, Any], config: UNetConfig) -> int:
@@ -261,14 +286,17 @@ def validation_sdr(
     mean: np.ndarray,
     scale: np.ndarray,
     config: UNetConfig,
-    mask_power: float,
+    inference_config: inference.InferenceConfig,
 ) -> float:
     """Mean vocals SDR over ``tracks``, separated by the same path the serving graph uses."""
+    network_fn = inference.keras_network_fn(model, config)
     scores = []
     for track in tracks:
         mixture = track["vocals"] + track["accompaniment"]
         spectrogram = dsp.stft(tf.constant(mixture[np.newaxis]), config.stft)
-        stems = separate_spectrogram(model, spectrogram, mean, scale, config, mask_power)
+        stems = inference.separate_spectrogram(
+            network_fn, spectrogram, mean, scale, config, inference_config
+        )
         vocals = dsp.istft(stems["vocals"], config.stft, len(mixture)).numpy()[0]
         scores.append(signal_to_distortion(track["vocals"], vocals))
     return float(np.mean(scores))
@@ -371,22 +399,25 @@ def train(
     model_run_dir: str | Path,
     serving_model_dir: str | Path | None,
     eval_tracks: Sequence[Mapping[str, np.ndarray]] = (),
-    inference_config: export.InferenceConfig | None = None,
+    base_model: str | Path | None = None,
 ) -> TrainResult:
     """Trains up to ``trainer_config.steps`` (resuming), then exports if a directory is given.
 
     ``mean``/``scale`` are the Transform's per-bin statistics over all STFT bins; the model
-    uses the first ``model_bins``.
+    uses the first ``model_bins``. A fresh run starts from ``base_model``'s weights when given
+    (an export, or a model artifact folder holding one); a resumed run from its checkpoint.
     """
     config = trainer_config.unet_config()
-    inference_config = inference_config or export.InferenceConfig()
+    inference_config = trainer_config.inference
     mean = np.asarray(mean, np.float32)[: config.model_bins]
     scale = np.asarray(scale, np.float32)[: config.model_bins]
     tf.random.set_seed(trainer_config.seed)
     keras.utils.set_random_seed(trainer_config.seed)
     strategy = _strategy()
     uses_gpus = bool(tf.config.list_logical_devices("GPU"))
-    policy = MIXED_POLICY if uses_gpus else "float32"
+    # Spleeter's published weights are float32 and its graph is written for float32.
+    mixed = uses_gpus and config.architecture != "spleeter"
+    policy = MIXED_POLICY if mixed else "float32"
     replicas = strategy.num_replicas_in_sync
     if trainer_config.batch_size % replicas:
         raise ValueError(f"batch_size must be a multiple of the {replicas} replicas")
@@ -399,7 +430,7 @@ def train(
             alpha=trainer_config.final_learning_rate_fraction,
         )
         optimizer = keras.optimizers.Adam(schedule)
-        if uses_gpus:
+        if mixed:
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     run_dir = Path(model_run_dir)
@@ -411,6 +442,19 @@ def train(
     )
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    elif base_model is not None:
+        loaded = warm_start.warm_start(model, config, base_model)
+        record = {"base_model": str(base_model), "weights": loaded}
+        (run_dir / WARM_START_RECORD).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / WARM_START_RECORD).write_text(json.dumps(record))
+        logger.info("warm start: %d weights from %s", loaded, base_model)
+    trained = [
+        variable
+        for variable in model.trainable_variables
+        if re.search(trainer_config.trainable, variable.name)
+    ]
+    if not trained:
+        raise ValueError(f"trainable {trainer_config.trainable!r} matches no weight of the model")
     first_step = int(optimizer.iterations.numpy())
     average = None
     if trainer_config.weight_average_decay:
@@ -429,12 +473,12 @@ def train(
             masks = model(features, training=True)
             loss = masked_l1_loss(masks, mixture, sources)
             scaled = loss / replicas
-            if uses_gpus:
+            if mixed:
                 scaled = optimizer.get_scaled_loss(scaled)
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        if uses_gpus:
+        gradients = tape.gradient(scaled, trained)
+        if mixed:
             gradients = optimizer.get_unscaled_gradients(gradients)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        optimizer.apply_gradients(zip(gradients, trained, strict=True))
         return loss
 
     @tf.function
@@ -460,9 +504,8 @@ def train(
         step = int(optimizer.iterations.numpy())
         losses.append(loss)
         if eval_tracks:
-            mask_power = inference_config.mask_power
             with average.swapped_in() if average else contextlib.nullcontext():
-                sdr = validation_sdr(model, eval_tracks, mean, scale, config, mask_power)
+                sdr = validation_sdr(model, eval_tracks, mean, scale, config, inference_config)
                 best.offer(sdr, step)
             sdrs.append(sdr)
             validation = (
@@ -513,7 +556,7 @@ def run_fn(fn_args: Any) -> None:
         raise FileNotFoundError(f"no training files match {fn_args.train_files}")
     # Every transformed example carries the same statistics, so any train file will do.
     mean, scale = preprocessing.read_statistics(train_files[0])
-    eval_samples = math.ceil(trainer_config.eval_seconds * export.InferenceConfig().sample_rate)
+    eval_samples = math.ceil(trainer_config.eval_seconds * trainer_config.inference.sample_rate)
     if trainer_config.eval_roots:
         eval_tracks = eval_tracks_from_roots(
             trainer_config.eval_roots, trainer_config.eval_tracks, eval_samples
@@ -531,4 +574,5 @@ def run_fn(fn_args: Any) -> None:
         fn_args.model_run_dir,
         fn_args.serving_model_dir,
         eval_tracks,
+        fn_args.base_model,
     )
