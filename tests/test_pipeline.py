@@ -45,7 +45,7 @@ def test_trainer_validates_on_the_data_roots_eval_split(tmp_path: Path) -> None:
     values = pipeline_config.trainer_custom_config()
     assert values["eval_roots"] == [root.to_dict() for root in pipeline_config.data_roots]
     assert (values["steps"], values["model_size"]) == (7, "tiny")
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="stepz"):
         config.with_trainer(pipeline_config, {"stepz": 1})
 
 

@@ -41,7 +41,11 @@ class TrainerResources:
 class PipelineConfig:
     """One pipeline run. ``serving_base_dir`` is TF Serving's model base path: the Pusher
     writes ``<serving_base_dir>/<model_name>/<version>/`` and the Evaluator's baseline is the
-    newest version there (``evaluator``'s own base directory and model name are ignored)."""
+    newest version there (``evaluator``'s own base directory and model name are ignored).
+
+    With ``warm_start`` the Trainer starts from the newest served version, or, before anything
+    is served, from the model at ``imported_model_uri`` (what ``vocalsep pretrained import``
+    writes; local or ``gs://``)."""
 
     data_roots: tuple[DatasetRoot, ...]
     pipeline_root: str
@@ -57,9 +61,13 @@ class PipelineConfig:
     enable_cache: bool = True
     schema_dir: str = ""
     """Where ImportSchemaGen reads the raw schema; empty: written under the pipeline root."""
+    warm_start: bool = False
+    imported_model_uri: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
+        if self.imported_model_uri and not self.warm_start:
+            raise ValueError("imported_model_uri is only used with warm_start")
         object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
 
     def evaluator_config(self) -> EvaluatorConfig:

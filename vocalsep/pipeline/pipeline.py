@@ -1,6 +1,8 @@
 """``create_pipeline``: the one wiring of vocalsep's TFX pipeline, for every orchestrator.
 
-MultitrackExampleGen -> ImportSchemaGen -> Transform -> Trainer -> SdrEvaluator -> Pusher.
+MultitrackExampleGen -> ImportSchemaGen -> Transform -> Trainer -> SdrEvaluator -> Pusher, and
+with a warm start an Importer of the converted published weights -> BaseModel -> the
+Trainer's ``base_model`` (BaseModel hands on the served model instead once there is one).
 Runners (``local_runner``, ``kubeflow_runner``) call this with a ``PipelineConfig`` and add
 only what is theirs: the metadata store, or the container image and resources.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts
 
+from vocalsep.components.base_model.component import BaseModel
 from vocalsep.components.evaluator.component import SdrEvaluator
 from vocalsep.data.pipeline import data_components
 from vocalsep.data.roots import join
@@ -20,7 +24,9 @@ from vocalsep.serving.push import pusher
 RUN_FN = "vocalsep.model.trainer.run_fn"
 
 
-def trainer_component(config: PipelineConfig, transform: BaseNode) -> tfx.components.Trainer:
+def trainer_component(
+    config: PipelineConfig, transform: BaseNode, base_model: BaseNode | None = None
+) -> tfx.components.Trainer:
     """The stock Trainer on the Transform's output, with ``vocalsep.model.trainer.run_fn``.
 
     The Transform writes only the train split (eval tracks stay whole and raw for the
@@ -31,10 +37,34 @@ def trainer_component(config: PipelineConfig, transform: BaseNode) -> tfx.compon
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
+        base_model=base_model.outputs["model"] if base_model is not None else None,
         train_args=trainer_pb2.TrainArgs(num_steps=config.trainer.steps),
         eval_args=trainer_pb2.EvalArgs(splits=["train"]),
         custom_config=config.trainer_custom_config(),
     )
+
+
+def warm_start_components(config: PipelineConfig, example_gen: BaseNode) -> list[BaseNode]:
+    """The Importer of the converted weights (if any) and BaseModel, which picks the start."""
+    nodes: list[BaseNode] = []
+    imported = None
+    if config.imported_model_uri:
+        importer = tfx.dsl.Importer(
+            source_uri=config.imported_model_uri,
+            artifact_type=standard_artifacts.Model,
+        ).with_id("ImportedModel")
+        nodes.append(importer)
+        imported = importer.outputs["result"]
+    nodes.append(
+        BaseModel(
+            examples=example_gen.outputs["examples"],
+            serving_base_dir=config.serving_base_dir,
+            model_name=config.model_name,
+            unet_config=config.trainer.unet_config(),
+            imported=imported,
+        )
+    )
+    return nodes
 
 
 def create_components(config: PipelineConfig) -> list[BaseNode]:
@@ -51,7 +81,8 @@ def create_components(config: PipelineConfig) -> list[BaseNode]:
         config.trainer.unet_config().stft,
         write_schema=not config.schema_dir,
     )
-    trainer = trainer_component(config, transform)
+    warm_start = warm_start_components(config, example_gen) if config.warm_start else []
+    trainer = trainer_component(config, transform, warm_start[-1] if warm_start else None)
     evaluator = SdrEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -63,7 +94,7 @@ def create_components(config: PipelineConfig) -> list[BaseNode]:
         config.model_name,
         model_blessing=evaluator.outputs["blessing"],
     )
-    return [example_gen, schema_gen, transform, trainer, evaluator, model_pusher]
+    return [example_gen, schema_gen, transform, *warm_start, trainer, evaluator, model_pusher]
 
 
 def create_pipeline(
