@@ -8,13 +8,12 @@ inputs still run; the exit status says whether everything succeeded.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vocalsep import __version__
+from vocalsep import __version__, logs
 from vocalsep.errors import VocalsepError
 from vocalsep.pipeline import cli as pipeline_cli
 
@@ -103,10 +102,6 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         # and nothing is changed.
         for name in UNUSED_BY_SEPARATE:
             sys.modules.setdefault(name, None)
-        # TensorFlow's C++ log lines (oneDNN notices, CUDA plugins registering twice as ERRORs,
-        # the bfloat16 rewrite) are noise to someone separating songs; its failures still
-        # arrive as Python exceptions, reported per file. A value the user set wins.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from vocalsep.model import saved
 
     with saved.compute_precision("float32" if args.server else args.precision):
@@ -216,13 +211,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import warnings
-
     # Library deprecation notices would bury the demo's progress lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
+    logs.ignore_warnings(FutureWarning)
+    logs.ignore_warnings(UserWarning)
     from vocalsep.pipeline import demo
 
     demo.configure_logging()
@@ -388,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.quiet_process()
     try:
         return args.handler(args)
     except VocalsepError as error:
