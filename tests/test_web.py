@@ -520,12 +520,14 @@ def test_the_page_separates_plays_switches_and_downloads_in_chromium(
     # Play the mix, then switch to the vocals mid-song: the position carries over.
     driver.find_element(By.ID, "play").click()
     wait.until(lambda _: _audio_state(driver)["mix"]["time"] > 1.5)
-    at_switch = _audio_state(driver)["mix"]["time"]
     driver.find_element(By.CSS_SELECTOR, "#switch button[data-track='vocals']").click()
     state = _audio_state(driver)
     assert state["mix"]["paused"] and not state["vocals"]["paused"]
-    assert at_switch <= state["vocals"]["time"] < at_switch + 1.0, (at_switch, state)
-    wait.until(lambda _: _audio_state(driver)["vocals"]["time"] > at_switch + 0.5)
+    switched_at = state["mix"]["time"]  # where the mix stopped
+    assert switched_at > 1.5
+    # The vocals went on from there (they have played a moment since), not from the start.
+    assert switched_at - 0.05 <= state["vocals"]["time"] < switched_at + 2.0, state
+    wait.until(lambda _: _audio_state(driver)["vocals"]["time"] > switched_at + 0.5)
     assert _audio_state(driver)["accompaniment"]["time"] == 0
     pressed = driver.find_element(By.CSS_SELECTOR, "#switch button[aria-pressed='true']")
     assert pressed.get_attribute("data-track") == "vocals"

@@ -130,8 +130,15 @@ async function follow(id) {
   followed = id;
   clearError();
   while (followed === id) {
-    const response = await fetch(`api/jobs/${id}`);
-    const job = await response.json();
+    let response, job;
+    try {
+      response = await fetch(`api/jobs/${id}`);
+      job = await response.json();
+    } catch {
+      hideStatus();
+      showError("The server does not answer: reload the page to see your song again.");
+      return;
+    }
     if (followed !== id) return;
     if (!response.ok) {
       hideStatus();
