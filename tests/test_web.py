@@ -492,7 +492,6 @@ def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
-    options.ignore_local_proxy_environment_variables()
     # The driver named explicitly: Selenium Manager, which would download one, never runs.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
