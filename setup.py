@@ -19,6 +19,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["vocalsep", "vocalsep.*"]),
     include_package_data=True,
+    package_data={"vocalsep.web": ["static/*"]},
     # Exact versions live in requirements.lock; these are the direct dependencies.
     install_requires=[
         "tfx==1.16.0",
@@ -34,6 +35,9 @@ setup(
         "soxr>=0.3",
         "museval>=0.4",
         "tqdm>=4",
+        "starlette>=1.0",
+        "uvicorn>=0.30",
+        "python-multipart>=0.0.18",
     ],
     entry_points={"console_scripts": ["vocalsep=vocalsep.cli:main"]},
 )

@@ -22,12 +22,14 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 
 # System packages: ffmpeg decodes mp3/m4a/.stem.mp4 and encodes mp3; python3-venv makes .venv
-# on Debian's own Python; chromium renders the evaluator's HTML report headless in the tests.
+# on Debian's own Python; chromium renders the evaluator's HTML report headless in the tests,
+# and chromium-driver lets Selenium drive it through the `vocalsep web` page.
 # Installed with apt-get when we are root, otherwise named. Checked on every run (before the
 # stamp below), so adding a package here takes effect on the next run without touching .venv.
 missing=()
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then missing+=(ffmpeg); fi
 if ! command -v chromium >/dev/null; then missing+=(chromium); fi
+if ! command -v chromedriver >/dev/null; then missing+=(chromium-driver); fi
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3-venv); fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -43,6 +45,9 @@ if ((${#missing[@]})); then
     fi
     if [[ " ${missing[*]} " == *" chromium "* ]]; then
       log "continuing without chromium: the evaluator report's browser test will skip"
+    fi
+    if [[ " ${missing[*]} " == *" chromium-driver "* ]]; then
+      log "continuing without chromium-driver: the web page's browser test will skip"
     fi
   fi
 fi

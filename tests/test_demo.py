@@ -1,7 +1,12 @@
-"""The README's first command: the whole pipeline, served, separating a song; then the cache."""
+"""The README's first command: the whole pipeline, served, separating a song; then the cache.
+
+Both runs must leave a clean terminal: only the demo's own progress and results.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,20 +19,36 @@ from vocalsep.pipeline import demo
 
 
 def _demo(root: Path) -> subprocess.CompletedProcess[str]:
+    # As a person runs it: TensorFlow's C++ log level left to vocalsep (the tests set one).
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", "vocalsep", "demo", "--root", str(root)],
         capture_output=True,
         text=True,
         timeout=1200,
+        env=environment,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def _assert_only_its_own_lines(result: subprocess.CompletedProcess[str]) -> None:
+    """No TensorFlow C++ log line (its own process's or a Beam worker's), no traceback, nothing
+    on stderr: every line is the demo's progress ("[demo] ...") or its results ("  name: path")."""
+    output = result.stdout + result.stderr
+    assert not re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] ", output, re.M), output
+    assert ".cc:" not in output and "Traceback" not in output, output
+    assert "Exception ignored" not in output, output
+    assert result.stderr == "", result.stderr[-3000:]
+    for line in result.stdout.splitlines():
+        assert line.startswith(("[demo] ", "  ")), line
 
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_then_reuses_every_cached_result(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     first = _demo(root)
+    _assert_only_its_own_lines(first)
     assert "reused cached" not in first.stdout
     assert (
         "[demo] executed: FileBasedExampleGen, ImportSchemaGen, Transform, Trainer, "
@@ -48,6 +69,7 @@ def test_demo_runs_end_to_end_then_reuses_every_cached_result(tmp_path: Path) ->
     assert f"report: {report}" in first.stdout
 
     second = _demo(root)
+    _assert_only_its_own_lines(second)
     assert "reused cached results of 6 of 6" in second.stdout
     assert [path.name for path in (root / "serving" / "vocalsep").iterdir()] == [version.name]
 

@@ -6,7 +6,10 @@ each object is validated in strict mode (unknown fields fail) against the Kubern
 schemas bundled with kubernetes-validate. No cluster is involved: rendering and schemas only.
 
 Overlay names carry their expectations: a ``gpu`` part (``gpu``, ``gpu-gcs``) means the -gpu
-image and an ``nvidia.com/gpu`` limit; a ``gcs`` part means a ``gs://`` model path and no PVC.
+image and an ``nvidia.com/gpu`` limit; a ``gcs`` part means a ``gs://`` model path and no PVC; a
+``web`` part means the page for people (``vocalsep web``, k8s/components/web) beside the serving
+stack. The serving checks look at the serving objects (``app.kubernetes.io/name:
+vocalsep-serving``); the page's objects have checks of their own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from vocalsep import cli
+from vocalsep.pipeline.config import DEFAULT_IMAGE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 K8S = REPO_ROOT / "k8s"
 KUBECTL = Path(sys.executable).with_name("kubectl")
@@ -35,6 +41,9 @@ MODEL_NAME = "vocalsep"
 CLIENT_LABEL = ("vocalsep.io/client", "true")
 SERVING_PORTS = {"grpc": 8500, "http": 8501}
 MIN_STARTUP_SECONDS = 300
+SERVING = "vocalsep-serving"
+WEB = "vocalsep-web"
+WEB_PORT = 8080
 
 Obj = dict[str, Any]
 
@@ -57,6 +66,9 @@ def _flavours(target: str) -> set[str]:
     return set(PurePosixPath(target).name.split("-"))
 
 
+WEB_TARGETS = [target for target in TARGETS if "web" in _flavours(target)]
+
+
 @functools.cache
 def _render(target: str) -> tuple[Obj, ...]:
     """The objects ``kubectl kustomize`` renders for a target, rendered once per session."""
@@ -69,6 +81,15 @@ def _render(target: str) -> tuple[Obj, ...]:
     )
     assert result.returncode == 0, f"kubectl kustomize {target} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def _part(objects: tuple[Obj, ...], name: str) -> tuple[Obj, ...]:
+    """The objects of one application (``app.kubernetes.io/name``): serving, or the page."""
+    return tuple(obj for obj in objects if _labels(obj).get("app.kubernetes.io/name") == name)
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    return obj["metadata"].get("labels", {})
 
 
 def _of_kind(objects: tuple[Obj, ...], kind: str) -> list[Obj]:
@@ -134,16 +155,19 @@ def target(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def objects(target: str) -> tuple[Obj, ...]:
-    return _render(target)
+    """The serving stack's objects."""
+    return _part(_render(target), SERVING)
 
 
 def test_overlays_are_discovered() -> None:
     """The overlays the README documents exist, so discovery cannot silently test nothing."""
-    assert {"overlays/cpu", "overlays/gpu", "overlays/gcs"} <= set(TARGETS)
+    assert {"overlays/cpu", "overlays/gpu", "overlays/gcs", "overlays/web"} <= set(TARGETS)
+    assert WEB_TARGETS == ["overlays/web"]
 
 
-def test_objects_validate_in_strict_mode(objects: tuple[Obj, ...]) -> None:
+def test_objects_validate_in_strict_mode(target: str) -> None:
     """Every rendered object matches its schema; a typo'd or misplaced field fails here."""
+    objects = _render(target)
     assert objects
     errors = []
     for obj in objects:
@@ -166,7 +190,8 @@ def test_validator_rejects_a_misspelled_field() -> None:
 
 
 def test_expected_objects(target: str, objects: tuple[Obj, ...]) -> None:
-    """Each target renders the whole serving stack, labelled and in a single namespace."""
+    """Each target renders the whole serving stack (and the page where its name says so),
+    labelled and in a single namespace."""
     for kind in (
         "Deployment",
         "HorizontalPodAutoscaler",
@@ -179,11 +204,12 @@ def test_expected_objects(target: str, objects: tuple[Obj, ...]) -> None:
     assert _of_kind(objects, "Service")
     claims = _of_kind(objects, "PersistentVolumeClaim")
     assert len(claims) == (0 if "gcs" in _flavours(target) else 1)
-    for obj in objects:
-        labels = obj["metadata"].get("labels", {})
-        assert labels.get("app.kubernetes.io/name") == "vocalsep-serving", obj["metadata"]["name"]
-        assert labels.get("app.kubernetes.io/part-of") == "vocalsep", obj["metadata"]["name"]
-    namespaces = {obj["metadata"].get("namespace") for obj in objects}
+    rendered = _render(target)
+    assert len(objects) + len(_part(rendered, WEB)) == len(rendered), "an object of no part"
+    assert bool(_part(rendered, WEB)) == (target in WEB_TARGETS)
+    for obj in rendered:
+        assert _labels(obj).get("app.kubernetes.io/part-of") == "vocalsep", obj["metadata"]["name"]
+    namespaces = {obj["metadata"].get("namespace") for obj in rendered}
     assert len(namespaces) == 1, f"objects spread over namespaces {namespaces}"
     if target != "base":
         assert namespaces != {None}, "an overlay must set the namespace"
@@ -238,8 +264,12 @@ def test_resources(target: str, objects: tuple[Obj, ...]) -> None:
 
 def test_security_context(objects: tuple[Obj, ...]) -> None:
     """Non-root, read-only root filesystem, no privilege escalation or capabilities, /tmp kept."""
-    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
-    container = _container(_one(objects, "Deployment"))
+    _assert_hardened(_one(objects, "Deployment"))
+
+
+def _assert_hardened(deployment: Obj) -> None:
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment)
     pod_context = pod["securityContext"]
     context = container["securityContext"]
     assert pod_context["runAsNonRoot"] is True
@@ -367,3 +397,68 @@ def test_network_policy_admits_only_labelled_clients(objects: tuple[Obj, ...]) -
         assert {(p.get("protocol", "TCP"), p["port"]) for p in rule["ports"]} <= {
             ("TCP", port) for port in SERVING_PORTS.values()
         }
+
+
+@pytest.fixture(params=WEB_TARGETS)
+def web_target(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_the_page_separates_through_the_model_servers_grpc_service(web_target: str) -> None:
+    """`vocalsep web` in the project's image, its flags ones the CLI accepts, its --server the
+    serving Service's gRPC port; its pods carry the label the serving NetworkPolicy admits."""
+    rendered = _render(web_target)
+    deployment = _one(_part(rendered, WEB), "Deployment")
+    container = _container(deployment)
+    assert container["image"] == DEFAULT_IMAGE
+    assert container["command"][0] == "vocalsep"
+    args = cli.build_parser().parse_args([*container["command"][1:], *container["args"]])
+    assert args.handler is cli._cmd_web
+    assert (args.host, args.port, args.model) == ("0.0.0.0", WEB_PORT, None)
+    assert _port_number(container, "http") == WEB_PORT
+    host, port = args.server.rsplit(":", 1)
+    (service,) = [s for s in _of_kind(rendered, "Service") if s["metadata"]["name"] == host]
+    assert _part((service,), SERVING), f"{host} is not the model server's Service"
+    assert {"name": "grpc", "port": int(port)}.items() <= service["spec"]["ports"][0].items()
+    assert int(port) == SERVING_PORTS["grpc"]
+    key, value = CLIENT_LABEL
+    assert deployment["spec"]["template"]["metadata"]["labels"][key] == value
+
+
+def test_the_page_runs_hardened_with_a_scratch_work_dir_and_probes(web_target: str) -> None:
+    deployment = _one(_part(_render(web_target), WEB), "Deployment")
+    _assert_hardened(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment)
+    args = cli.build_parser().parse_args([*container["command"][1:], *container["args"]])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (work,) = [m for m in container["volumeMounts"] if m["mountPath"] == args.work_dir]
+    assert "emptyDir" in volumes[work["name"]] and not work.get("readOnly")
+    # Songs' jobs live in one pod: one replica, never two at once during a rollout.
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        check = container[probe]["httpGet"]
+        assert check["path"] == "/api" and _port_number(container, check["port"]) == WEB_PORT
+    for name in ("cpu", "memory"):
+        request = _quantity(container["resources"]["requests"][name])
+        assert 0 < request <= _quantity(container["resources"]["limits"][name])
+
+
+def test_the_pages_service_and_network_policy_reach_only_its_port(web_target: str) -> None:
+    web = _part(_render(web_target), WEB)
+    deployment = _one(web, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    container = _container(deployment)
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    service = _one(web, "Service")["spec"]
+    assert service["selector"].items() <= pod_labels.items()
+    assert [_port_number(container, port["targetPort"]) for port in service["ports"]] == [WEB_PORT]
+    policy = _one(web, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    ports = {
+        (port["protocol"], port["port"]) for rule in policy["ingress"] for port in rule["ports"]
+    }
+    assert ports == {("TCP", WEB_PORT)}
+    assert _one(web, "ServiceAccount")["automountServiceAccountToken"] is False

@@ -8,19 +8,21 @@ inputs still run; the exit status says whether everything succeeded.
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vocalsep import __version__
+from vocalsep import __version__, logs
 from vocalsep.errors import VocalsepError
 from vocalsep.model import cli as model_cli
 from vocalsep.pipeline import cli as pipeline_cli
 
 if TYPE_CHECKING:
     from vocalsep.separator import Separator
+    from vocalsep.serving.client import ServingClient
+    from vocalsep.web.jobs import SeparatorSource
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -84,12 +86,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return _run_each([args.input], convert)
 
 
-def _remote_separator(args: argparse.Namespace) -> Separator:
+def _remote_separator(args: argparse.Namespace, client: ServingClient | None = None) -> Separator:
     """A Separator calling TF Serving, with blocks that fit the gRPC message limit."""
     from vocalsep.separator import Separator
     from vocalsep.serving.client import ServingClient
 
-    client = ServingClient(args.server, args.model_name, deadline_s=args.deadline)
+    if client is None:
+        client = ServingClient(args.server, args.model_name, deadline_s=args.deadline)
     block_seconds = min(REMOTE_BLOCK_SECONDS, 0.9 * client.max_block_samples() / client.sample_rate)
     return Separator(client, block_seconds=block_seconds, in_flight=args.in_flight)
 
@@ -104,10 +107,6 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         # and nothing is changed.
         for name in UNUSED_BY_SEPARATE:
             sys.modules.setdefault(name, None)
-        # TensorFlow's C++ log lines (oneDNN notices, CUDA plugins registering twice as ERRORs,
-        # the bfloat16 rewrite) are noise to someone separating songs; its failures still
-        # arrive as Python exceptions, reported per file. A value the user set wins.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from vocalsep.model import saved
 
     with saved.compute_precision("float32" if args.server else args.precision):
@@ -217,18 +216,87 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import warnings
-
     # Library deprecation notices would bury the demo's progress lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
+    logs.ignore_warnings(FutureWarning)
+    logs.ignore_warnings(UserWarning)
     from vocalsep.pipeline import demo
 
     demo.configure_logging()
     demo.run_demo(Path(args.root), args.data, args.workers)
     return EXIT_OK
+
+
+def _add_served_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to use the model behind --server (``_remote_separator`` reads these)."""
+    parser.add_argument(
+        "--model-name", default="vocalsep", help="served model name (with --server)"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up on a request after this long, retries included (with --server)",
+    )
+    parser.add_argument(
+        "--in-flight", type=int, default=4, help="requests sent at once (with --server)"
+    )
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    if args.model is not None and args.server is not None:
+        print("vocalsep: error: give --model or --server, not both", file=sys.stderr)
+        return EXIT_USAGE
+    from vocalsep.model import saved
+    from vocalsep.web import server
+
+    config = server.WebConfig(
+        host=args.host,
+        port=args.port,
+        work_dir=None if args.work_dir is None else Path(args.work_dir).resolve(),
+        max_upload_mb=args.max_upload_mb,
+        keep_hours=args.keep_hours,
+    )
+    with saved.compute_precision("float32" if args.server else "auto"):
+        if args.server is None:
+            separator, model = _local_web_model(args)
+        else:
+            separator, model = _served_web_model(args)
+        try:
+            server.serve(separator, config, model)
+        except OSError as error:  # the port is taken, say, or the work dir is not writable
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"vocalsep: error: {where}{error.strerror or error}", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _local_web_model(args: argparse.Namespace) -> tuple[SeparatorSource, str]:
+    """The model loaded once, before the page is served, and used for every song."""
+    from vocalsep.model.default import default_model_dir
+    from vocalsep.separator import Separator
+
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    separator = Separator(model_dir)
+    return lambda: contextlib.nullcontext(separator), f"the model in {model_dir}"
+
+
+def _served_web_model(args: argparse.Namespace) -> tuple[SeparatorSource, str]:
+    """A connection to TF Serving per song, so each song gets the newest version served."""
+    from vocalsep.serving.client import ServingClient
+
+    @contextlib.contextmanager
+    def connected() -> Iterator[Separator]:
+        with ServingClient(args.server, args.model_name, deadline_s=args.deadline) as client:
+            yield _remote_separator(args, client)
+
+    model = f"model {args.model_name} on TF Serving at {args.server}"
+    try:
+        with ServingClient(args.server, args.model_name, deadline_s=args.deadline) as client:
+            model += f" (version {client.version} now)"
+    except VocalsepError as error:
+        print(f"vocalsep web: warning: {error}; songs fail until it answers", file=sys.stderr)
+    return connected, model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,19 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument(
         "--server", metavar="HOST:PORT", help="separate on a TF Serving gRPC server instead"
     )
-    separate.add_argument(
-        "--model-name", default="vocalsep", help="served model name (with --server)"
-    )
-    separate.add_argument(
-        "--deadline",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give up on a request after this long, retries included (with --server)",
-    )
-    separate.add_argument(
-        "--in-flight", type=int, default=4, help="requests sent at once (with --server)"
-    )
+    _add_served_model_arguments(separate)
     separate.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
@@ -383,6 +439,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--workers", type=int, default=0, help="Beam workers (0: one per CPU)")
     demo.set_defaults(handler=_cmd_demo)
+
+    web = commands.add_parser(
+        "web",
+        help="serve a page to separate songs, compare the stems and download them",
+        description="Serves a page (and its JSON API, see the README) where people upload a "
+        "song in any format separate reads, follow its separation, listen to the mix, the "
+        "vocals and the instrumental from the same position, and download them as wav, flac "
+        "or mp3. One song is separated at a time; the others wait in a queue. Listens on "
+        "127.0.0.1 (this machine only) unless --host says otherwise.",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    web.add_argument("--port", type=int, default=8080, help="port (%(default)s; 0: any free)")
+    web.add_argument("--model", metavar="DIR", help="exported model directory (as separate)")
+    web.add_argument("--server", metavar="HOST:PORT", help="separate on a TF Serving gRPC server")
+    _add_served_model_arguments(web)
+    web.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="where uploads and stems are kept (default: a temporary folder, removed at exit)",
+    )
+    web.add_argument(
+        "--max-upload-mb", type=float, default=200.0, help="largest upload (%(default)g MB)"
+    )
+    web.add_argument(
+        "--keep-hours",
+        type=float,
+        default=24.0,
+        help="remove a song's files this long after it was separated (%(default)g h)",
+    )
+    web.set_defaults(handler=_cmd_web)
     pipeline_cli.add_parser(commands)
     model_cli.add_parser(commands)
     return parser
@@ -390,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.quiet_process()
     try:
         return args.handler(args)
     except VocalsepError as error:

@@ -50,10 +50,10 @@ _PROGRESS = re.compile(r"Component (\w+) is (running|finished)|step \d+/\d+")
 
 
 class _ProgressFilter(logging.Filter):
-    """Lets through one line per component start/finish and the Trainer's epoch lines."""
+    """Lets through one line per component start/finish, the Trainer's epoch lines and errors."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return bool(_PROGRESS.search(record.getMessage()))
+        return record.levelno >= logging.ERROR or bool(_PROGRESS.search(record.getMessage()))
 
 
 def demo_config(work: Path, data: list[str] | None = None, workers: int = 0) -> PipelineConfig:
@@ -169,10 +169,13 @@ def _demo_mix(work: Path) -> Path:
 
 
 def configure_logging() -> None:
-    """Quiet TFX/Beam; keep component start/finish and the Trainer's epoch lines."""
+    """Quiet TFX/Beam; keep component start/finish, the Trainer's epoch lines and errors."""
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_ProgressFilter())
     handler.setFormatter(logging.Formatter("[demo] %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    # TensorFlow gave its logger a stderr handler of its own when it was imported before any
+    # was configured: at INFO it would print every export's "Assets written to" line.
+    logging.getLogger("tensorflow").handlers.clear()

@@ -14,6 +14,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from vocalsep import logs
 from vocalsep.pipeline.config import PipelineConfig
 from vocalsep.pipeline.pipeline import create_pipeline
 
@@ -34,7 +35,13 @@ class RunSummary:
 
 
 def run_local(config: PipelineConfig) -> RunSummary:
-    """Runs every component in order, reusing cached results where nothing changed."""
+    """Runs every component in order, reusing cached results where nothing changed.
+
+    Beam's worker processes quiet their terminal output first, as vocalsep's commands do.
+    """
+    config = dataclasses.replace(
+        config, beam_pipeline_args=(*config.beam_pipeline_args, logs.BEAM_WORKER_PLUGIN)
+    )
     Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         str(metadata_path(config))

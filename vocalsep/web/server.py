@@ -1,0 +1,114 @@
+"""Runs the page with uvicorn: binds first, says where (and who can reach it), then serves.
+
+The socket is bound before anything is printed, so the address printed is one that answers
+(with ``--port 0``, the port the system chose). The terminal shows vocalsep's lines only: the
+address, where the work dir is, and one line per song that ended; uvicorn's per-request access
+log is off, its warnings and errors still show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from vocalsep.web.app import create_app
+from vocalsep.web.jobs import FAILED, Job, JobQueue, SeparatorSource
+
+
+@dataclasses.dataclass(frozen=True)
+class WebConfig:
+    """``vocalsep web``'s settings; ``work_dir`` None means a temporary folder, removed at exit."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    work_dir: Path | None = None
+    max_upload_mb: float = 200.0
+    keep_hours: float = 24.0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or an OSError that says which address could not be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        reason = f"cannot listen on {host} port {port}: {os.strerror(error.errno or 0)}"
+        raise OSError(error.errno, reason) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    return False
+
+
+def serve(separator: SeparatorSource, config: WebConfig, model: str) -> None:
+    """Serves until Ctrl-C or SIGTERM; ``model`` says in words what separates the songs."""
+    with contextlib.ExitStack() as stack:
+        work_dir = config.work_dir
+        if work_dir is None:
+            temporary = tempfile.TemporaryDirectory(prefix="vocalsep-web-")
+            work_dir = Path(stack.enter_context(temporary))
+        queue = JobQueue(separator, work_dir, config.keep_hours * 3600, on_end=_report)
+        app = create_app(queue, round(config.max_upload_mb * 2**20))
+        listening = stack.enter_context(bind(config.host, config.port))
+        host, port = listening.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        reach = (
+            "only this machine can reach it; --host 0.0.0.0 opens it to the network"
+            if is_loopback(host)
+            else "anyone who can reach this machine on that port can use it"
+        )
+        print(f"vocalsep web: http://{shown}:{port}/ ({reach})", flush=True)
+        print(f"vocalsep web: separating with {model}", flush=True)
+        print(
+            f"vocalsep web: songs under {work_dir}, kept {config.keep_hours:g} h after they end;"
+            f" uploads up to {config.max_upload_mb:g} MB; Ctrl-C stops",
+            flush=True,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
+        )
+        _run_until_stopped(server, listening)
+
+
+def _run_until_stopped(server: uvicorn.Server, listening: socket.socket) -> None:
+    """Serves on a thread until SIGINT or SIGTERM, then shuts down (a second signal: at once).
+
+    Run on the main thread, uvicorn raises the signal again once it has shut down, which would
+    end the process before the temporary work dir is removed; this returns instead.
+    """
+
+    def stop(signal_number: int, frame: object) -> None:
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="uvicorn")
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _report(job: Job) -> None:
+    if job.state == FAILED:
+        print(f"vocalsep web: error: {job.error}", file=sys.stderr, flush=True)
+        return
+    length = "" if job.seconds_total is None else f" ({job.seconds_total:.1f} s of audio)"
+    print(f"vocalsep web: {job.name}: separated{length}", flush=True)
