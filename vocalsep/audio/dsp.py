@@ -208,9 +208,10 @@ def magnitude(spectrogram: tf.Tensor) -> tf.Tensor:
 def ratio_masks(source_magnitudes: tf.Tensor, power: float = 1.0, eps: float = 1e-10) -> tf.Tensor:
     """Soft masks ``|S_i|^p / sum_j |S_j|^p`` over the trailing ``sources`` axis.
 
-    ``power=2`` gives Wiener-like masks. ``eps`` is added to every source's weight, so the
-    masks always sum to 1 and, where all sources are silent, split the mixture evenly (silence
-    in gives silence out) instead of dividing by zero.
+    ``power=2`` gives Wiener-like masks. ``eps`` is added to every source's magnitude (before
+    the power), so the masks always sum to 1, keep finite gradients, and, where all sources
+    are silent, split the mixture evenly (silence in gives silence out) instead of dividing by
+    zero.
     """
     weights = _ratio_weights(source_magnitudes, power, eps)
     return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
@@ -230,7 +231,10 @@ def _ratio_weights(source_magnitudes: tf.Tensor, power: float, eps: float) -> tf
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
     magnitudes = tf.convert_to_tensor(source_magnitudes, tf.float32)
-    return (magnitudes if power == 1 else tf.pow(magnitudes, power)) + eps
+    if power == 1:
+        return magnitudes + eps
+    # Raised after adding eps: the gradient of m**p at m = 0 is infinite for p < 1.
+    return tf.pow(magnitudes + eps, power)
 
 
 def apply_mask(spectrogram: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
