@@ -240,7 +240,14 @@ def _ratio_weights(source_magnitudes: tf.Tensor, power: float, eps: float) -> tf
 def apply_mask(spectrogram: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Scales each complex bin by a real mask (broadcasting), keeping the mixture's phase."""
     spectrogram = tf.convert_to_tensor(spectrogram, tf.complex64)
-    return spectrogram * tf.cast(mask, tf.complex64)
+    return spectrogram * as_complex(mask)
+
+
+def as_complex(values: tf.Tensor) -> tf.Tensor:
+    """Real values as complex64; unlike ``tf.cast``, its gradient takes the real part quietly
+    (TensorFlow warns about every complex-to-real cast in a backward pass)."""
+    values = tf.cast(values, tf.float32)
+    return tf.complex(values, tf.zeros_like(values))
 
 
 def _validate_chunking(chunk_length: int, overlap: int, chunks_per_batch: int) -> None:

@@ -167,7 +167,7 @@ def wiener(
     if mixture_stft.shape[-1] != 2:
         raise ValueError("Wiener filtering is written for stereo spectrograms")
     names = list(estimates)
-    scale = tf.cast(tf.maximum(1.0, tf.reduce_max(tf.abs(mixture_stft)) / 10.0), tf.complex64)
+    scale = dsp.as_complex(tf.maximum(1.0, tf.reduce_max(tf.abs(mixture_stft)) / 10.0))
     left, right = tf.unstack(mixture_stft / scale, axis=-1)
     sources = [tf.unstack(estimates[name] / scale, axis=-1) for name in names]
     for _ in range(iterations):
@@ -180,25 +180,24 @@ def wiener(
             weight = WIENER_EPSILON + tf.reduce_sum(power, axis=1, keepdims=True)
             r11 = tf.reduce_sum(first_power, axis=1, keepdims=True) / weight
             r22 = tf.reduce_sum(second_power, axis=1, keepdims=True) / weight
-            r12 = tf.reduce_sum(first * tf.math.conj(second), axis=1, keepdims=True) / tf.cast(
-                weight, tf.complex64
-            )
+            cross = tf.reduce_sum(first * tf.math.conj(second), axis=1, keepdims=True)
+            r12 = cross / dsp.as_complex(weight)
             models.append((power, r11, r22, r12))
         regulariser = tf.sqrt(WIENER_EPSILON)
         c11 = regulariser + tf.add_n([power * r11 for power, r11, _, _ in models])
         c22 = regulariser + tf.add_n([power * r22 for power, _, r22, _ in models])
-        c12 = tf.add_n([tf.cast(power, tf.complex64) * r12 for power, _, _, r12 in models])
-        determinant = tf.cast(c11 * c22 - tf.math.real(c12 * tf.math.conj(c12)), tf.complex64)
+        c12 = tf.add_n([dsp.as_complex(power) * r12 for power, _, _, r12 in models])
+        determinant = dsp.as_complex(c11 * c22 - tf.math.real(c12 * tf.math.conj(c12)))
         # z = Cxx^-1 x, then y_j = v_j R_j z.
-        z1 = (tf.cast(c22, tf.complex64) * left - c12 * right) / determinant
-        z2 = (tf.cast(c11, tf.complex64) * right - tf.math.conj(c12) * left) / determinant
+        z1 = (dsp.as_complex(c22) * left - c12 * right) / determinant
+        z2 = (dsp.as_complex(c11) * right - tf.math.conj(c12) * left) / determinant
         sources = []
         for power, r11, r22, r12 in models:
-            power = tf.cast(power, tf.complex64)
+            power = dsp.as_complex(power)
             sources.append(
                 (
-                    power * (tf.cast(r11, tf.complex64) * z1 + r12 * z2),
-                    power * (tf.math.conj(r12) * z1 + tf.cast(r22, tf.complex64) * z2),
+                    power * (dsp.as_complex(r11) * z1 + r12 * z2),
+                    power * (tf.math.conj(r12) * z1 + dsp.as_complex(r22) * z2),
                 )
             )
     return {
@@ -312,3 +311,61 @@ def separate_spectrogram(
         inference.channel_swap_average,
     )
     return stems_from_masks(masks, mixture_stft, config, inference)
+
+
+def _window_sums(values: tf.Tensor, window_frames: int | tf.Tensor) -> tf.Tensor:
+    """``[batch, frames, bins, channels]`` summed over channels and over windows of frames:
+    ``[batch, windows, bins]`` (frames after the last whole window are left out)."""
+    summed = tf.reduce_sum(values, axis=-1)
+    shape = tf.shape(summed)
+    whole = shape[1] // window_frames * window_frames
+    windows = tf.reshape(summed[:, :whole], [shape[0], -1, window_frames, shape[2]])
+    return tf.reduce_sum(windows, axis=2)
+
+
+def _energy(spectrogram: tf.Tensor) -> tf.Tensor:
+    # Not tf.abs(...)**2, whose gradient at 0 is NaN for complex values.
+    return tf.math.real(spectrogram * tf.math.conj(spectrogram))
+
+
+def separation_loss(
+    masks: Mapping[str, tf.Tensor],
+    mixture_stft: tf.Tensor,
+    source_stfts: tf.Tensor,
+    config: UNetConfig,
+    inference: InferenceConfig,
+    window_frames: int,
+    floor: float = 1e-3,
+) -> tf.Tensor:
+    """A differentiable stand-in for museval's SDR of the separation ``inference`` serves.
+
+    The stems are computed on the network's bins exactly as served (ratio masks, Wiener
+    filtering, the residual stem). Like BSS Eval v4, each window of ``window_frames`` frames
+    forgives a per-bin complex gain of the estimate (its projection onto the reference), so
+    only interference and artefacts count; the loss is the mean over windows and stems of
+    ``log(error + floor * mixture energy) - log(mixture energy)``, where the floor caps what a
+    near-silent window can weigh. ``source_stfts`` are ``[batch, frames, bins, channels,
+    stems]`` (at least ``model_bins`` bins); a patch shorter than a window is one window.
+    """
+    if window_frames < 1:
+        raise ValueError(f"window_frames must be >= 1, got {window_frames}")
+    bins = config.model_bins
+    mixture = tf.convert_to_tensor(mixture_stft, tf.complex64)[:, :, :bins]
+    references = tf.convert_to_tensor(source_stfts, tf.complex64)[:, :, :bins]
+    # Patches shorter than a window are one window.
+    window_frames = tf.minimum(window_frames, tf.shape(mixture)[1])
+    estimates = model_band_stems(masks, mixture, config, inference)
+    if inference.residual_last_stem:
+        estimates[config.stems[-1]] = mixture - tf.add_n(list(estimates.values()))
+    mixture_energy = tf.reduce_sum(_window_sums(_energy(mixture), window_frames), axis=-1)
+    losses = []
+    for stem, estimate in estimates.items():
+        reference = references[..., config.stems.index(stem)]
+        cross = _window_sums(reference * tf.math.conj(estimate), window_frames)
+        projected = _energy(cross) / (_window_sums(_energy(estimate), window_frames) + 1e-8)
+        error = _window_sums(_energy(reference), window_frames) - projected
+        error = tf.reduce_sum(tf.maximum(error, 0.0), axis=-1)
+        losses.append(
+            tf.math.log(error + floor * mixture_energy + 1e-8) - tf.math.log(mixture_energy + 1e-8)
+        )
+    return tf.reduce_mean(tf.stack(losses))

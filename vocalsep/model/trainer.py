@@ -38,6 +38,7 @@ from vocalsep.model.unet import ARCHITECTURES, UNetConfig, build_unet, masked_l1
 from vocalsep.transforms import preprocessing
 
 MODEL_SIZES = ("default", "tiny")
+LOSSES = ("masked_l1", "separation")
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 BEST_RECORD = "best.json"
@@ -59,7 +60,12 @@ class TrainerConfig:
     or their ``tiny`` variants); ``patch_frames`` and ``model_bins`` of 0 keep its own values.
     With a base model (``base_model`` of the Trainer) training starts from its weights, and
     only the weights whose names match the regular expression ``trainable`` are trained (empty:
-    all). ``inference`` is how validation and the export turn masks into stems. An "epoch" is just
+    all). A ``dropout_rate`` of 0 or more replaces the architecture's (fine-tuning the last
+    layers learns best without the noise dropout adds in front of them). ``inference`` is how
+    validation and the export turn masks into stems. ``loss`` is Jansson's L1 on each stem's
+    masked magnitude (``masked_l1``), or ``separation``: museval's SDR, approximated, of what
+    ``inference`` serves (``inference.separation_loss``), so the network learns for the masks,
+    Wiener filter and residual it is used with. An "epoch" is just
     ``steps_per_epoch`` steps: the progress line, the validation SDR and a checkpoint.
     Validation tracks come from ``eval_roots`` (dataset roots as ``DatasetRoot.to_dict``,
     their eval split) when given, else from the Trainer's eval files. With validation, the
@@ -88,6 +94,8 @@ class TrainerConfig:
     checkpoints_to_keep: int = 3
     weight_average_decay: float = 0.0
     trainable: str = ""
+    dropout_rate: float = -1.0
+    loss: str = "masked_l1"
     inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
 
     def __post_init__(self) -> None:
@@ -102,6 +110,8 @@ class TrainerConfig:
             raise ValueError(
                 "patch_frames, model_bins and eval_tracks must be >= 0, eval_seconds positive"
             )
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if not 0 <= self.weight_average_decay < 1:
@@ -132,7 +142,10 @@ class TrainerConfig:
                 patch_frames=tiny.patch_frames,
             )
         overrides = {"patch_frames": self.patch_frames, "model_bins": self.model_bins}
-        return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
+        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
+        if self.dropout_rate >= 0:
+            config = dataclasses.replace(config, dropout_rate=self.dropout_rate)
+        return config
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainerConfig:
@@ -159,20 +172,27 @@ def feature_frames(feature_spec: Mapping[str, Any], config: UNetConfig) -> int:
     return shape[0]
 
 
-def _source_stream(
-    files: Sequence[str], feature_spec: Mapping[str, Any], source: str, seed: int, buffer: int
+def _segment_stream(
+    files: Sequence[str],
+    feature_spec: Mapping[str, Any],
+    sources: Sequence[str],
+    seed: int,
+    buffer: int,
 ) -> tf.data.Dataset:
-    """One source's complex STFTs, endlessly and independently shuffled.
+    """Segments' complex STFTs of ``sources`` (a tuple each), endlessly shuffled.
 
     Segments of one track sit next to each other in the files, hence the large buffer; each
     stream shuffles with its own seed, so zipping two streams pairs unrelated tracks.
     """
-    names = [preprocessing.stft_feature(source, part) for part in ("real", "imag")]
-    spec = {name: feature_spec[name] for name in names}
+    names = [
+        [preprocessing.stft_feature(source, part) for part in ("real", "imag")]
+        for source in sources
+    ]
+    spec = {name: feature_spec[name] for pair in names for name in pair}
 
-    def parse(record: tf.Tensor) -> tf.Tensor:
+    def parse(record: tf.Tensor) -> tuple[tf.Tensor, ...]:
         parsed = tf.io.parse_single_example(record, spec)
-        return tf.complex(parsed[names[0]], parsed[names[1]])
+        return tuple(tf.complex(parsed[real], parsed[imag]) for real, imag in names)
 
     files_dataset = tf.data.Dataset.from_tensor_slices(list(files))
     files_dataset = files_dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -194,7 +214,7 @@ def training_dataset(
     config: UNetConfig,
     start_step: int = 0,
 ) -> tf.data.Dataset:
-    """Endless batches of ``(mixture_magnitude, source_magnitudes)`` remixed on the fly.
+    """Endless batches of complex ``(mixture, sources)`` STFT patches, remixed on the fly.
 
     Everything random is seeded from ``trainer_config.seed`` and ``start_step``, so a run is
     reproducible, and a run resumed at ``start_step`` draws fresh remixes instead of
@@ -203,12 +223,20 @@ def training_dataset(
     """
     feature_frames(feature_spec, config)
     stream_seeds = np.random.SeedSequence([trainer_config.seed, start_step]).generate_state(
-        len(SOURCES) + 1, np.uint32
+        len(SOURCES) + 2, np.uint32
     )
     streams = [
-        _source_stream(files, feature_spec, source, int(stream_seed), trainer_config.shuffle_buffer)
-        for source, stream_seed in zip(SOURCES, stream_seeds[:-1], strict=True)
+        _segment_stream(
+            files, feature_spec, (source,), int(stream_seed), trainer_config.shuffle_buffer
+        )
+        for source, stream_seed in zip(SOURCES, stream_seeds, strict=False)
     ]
+    if trainer_config.augmentation.remix_probability < 1:
+        streams.append(
+            _segment_stream(
+                files, feature_spec, SOURCES, int(stream_seeds[-2]), trainer_config.shuffle_buffer
+            )
+        )
     element_seed = int(stream_seeds[-1])
     element_seeds = tf.data.Dataset.random(seed=element_seed).map(
         lambda value: tf.stack([value, tf.constant(element_seed, tf.int64)])
@@ -217,7 +245,11 @@ def training_dataset(
     return (
         tf.data.Dataset.zip((element_seeds, *streams))
         .map(
-            lambda element_seed, *sources: remix(element_seed, sources),
+            lambda element_seed, *segments: remix(
+                element_seed,
+                [segment[0] for segment in segments[: len(SOURCES)]],
+                segments[len(SOURCES)] if len(segments) > len(SOURCES) else None,
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -467,11 +499,24 @@ def train(
     dataset = training_dataset(train_files, feature_spec, trainer_config, config, first_step)
     batches = iter(strategy.experimental_distribute_dataset(dataset))
 
+    window_frames = round(inference_config.sample_rate / config.stft.hop_length)
+
     def replica_step(mixture: tf.Tensor, sources: tf.Tensor) -> tf.Tensor:
-        features = normalise(mixture, mean, scale, config)
+        mixture_magnitude = dsp.magnitude(mixture)
+        features = normalise(mixture_magnitude, mean, scale, config)
         with tf.GradientTape() as tape:
             masks = model(features, training=True)
-            loss = masked_l1_loss(masks, mixture, sources)
+            if trainer_config.loss == "separation":
+                loss = inference.separation_loss(
+                    {stem: masks[..., index] for index, stem in enumerate(config.stems)},
+                    mixture,
+                    sources,
+                    config,
+                    inference_config,
+                    window_frames,
+                )
+            else:
+                loss = masked_l1_loss(masks, mixture_magnitude, dsp.magnitude(sources))
             scaled = loss / replicas
             if mixed:
                 scaled = optimizer.get_scaled_loss(scaled)
