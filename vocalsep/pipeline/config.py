@@ -15,6 +15,8 @@ from typing import Any
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.roots import DatasetRoot, musdb_root
 from vocalsep.evaluation.gate import EvaluatorConfig
+from vocalsep.model.augment import AugmentConfig
+from vocalsep.model.inference import InferenceConfig
 from vocalsep.model.trainer import TrainerConfig
 
 DEFAULT_MODEL_NAME = "vocalsep"
@@ -91,36 +93,54 @@ def trainer_config_dict(config: TrainerConfig) -> dict[str, Any]:
     return values
 
 
-# The shipped default model's run (models/README.md): MUSDB18-7 train split only (MIR-1K at
-# equal weight hurt, ../shared/data/README.md), validated on the 14 official clips.
+# The shipped default model's recipe (models/README.md, BENCHMARKS.md): Spleeter 2stems's
+# published weights (`vocalsep pretrained import spleeter-2stems`), with our inference (ratio
+# masks with exponent 0.5, one Wiener iteration, the accompaniment as the residual), fine-tuned
+# on the MUSDB18-7 train split: only each network's last two layers (up6, up7; 1,674 weights),
+# batch norm frozen, no dropout, recorded mixes, the separation loss of what is served, the
+# best of three epochs by validation SDR on the 14 official clips.
 DEFAULT_MODEL_TRAINER = TrainerConfig(
-    model_size="default",
-    steps=4000,
-    steps_per_epoch=400,
+    architecture="spleeter",
+    steps=150,
+    steps_per_epoch=50,
     batch_size=4,
-    patch_frames=128,
-    model_bins=1024,
-    learning_rate=1e-3,
-    final_learning_rate_fraction=0.05,
+    patch_frames=256,
+    learning_rate=1e-4,
+    final_learning_rate_fraction=0.1,
     seed=0,
     shuffle_buffer=200,
+    augmentation=AugmentConfig(
+        gain_db=0.0, channel_swap_probability=0.0, silence_probability=0.0, remix_probability=0.0
+    ),
     eval_tracks=14,
     eval_seconds=30.0,
-    patience=4,
-    weight_average_decay=0.999,
+    trainable=r"up[67]_",
+    dropout_rate=0.0,
+    loss="separation",
+    inference=InferenceConfig(mask_power=0.5, wiener_iterations=1, storage_dtype="float16"),
 )
+# The gate's floor: Spleeter's own published score (museval vocals SDR, 14 validation clips).
+DEFAULT_MODEL_FLOOR_DB = 7.01
 
 
 def default_model(
-    musdb_path: str, pipeline_root: str, serving_base_dir: str, **overrides: Any
+    musdb_path: str,
+    pipeline_root: str,
+    serving_base_dir: str,
+    imported_model_uri: str,
+    **overrides: Any,
 ) -> PipelineConfig:
-    """The recipe of the shipped model (``make train-default``)."""
+    """The recipe of the shipped model (``make train-default``), warm-started from the newest
+    served Spleeter-architecture model or else the import at ``imported_model_uri``."""
     return PipelineConfig(
         data_roots=(musdb_root(musdb_path),),
         pipeline_root=pipeline_root,
         serving_base_dir=serving_base_dir,
         pipeline_name="vocalsep-default-model",
         trainer=DEFAULT_MODEL_TRAINER,
+        evaluator=EvaluatorConfig(floor_db=DEFAULT_MODEL_FLOOR_DB),
+        warm_start=True,
+        imported_model_uri=imported_model_uri,
         **overrides,
     )
 

@@ -14,7 +14,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from vocalsep.data.roots import DatasetRoot
-from vocalsep.pipeline.config import DEFAULT_IMAGE, PipelineConfig, local_beam_args
+from vocalsep.evaluation.gate import EvaluatorConfig
+from vocalsep.pipeline.config import (
+    DEFAULT_IMAGE,
+    DEFAULT_MODEL_FLOOR_DB,
+    DEFAULT_MODEL_TRAINER,
+    PipelineConfig,
+    local_beam_args,
+)
 from vocalsep.pipeline.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
@@ -76,11 +83,14 @@ def cluster_config(
     pipeline_root: str = "gs://vocalsep/pipeline-root",
     data_root: str = "gs://vocalsep/data/musdb/span-{SPAN}",
     serving_base_dir: str = "gs://vocalsep/serving",
+    imported_model_uri: str = "gs://vocalsep/pretrained/spleeter-2stems",
     **overrides: object,
 ) -> PipelineConfig:
-    """The configuration ``pipeline.yaml`` is compiled from.
+    """The configuration ``pipeline.yaml`` is compiled from: the shipped model's recipe.
 
-    The data root's ``{SPAN}`` makes every scheduled run train on the newest drop.
+    The data root's ``{SPAN}`` makes every scheduled run train on the newest drop. Each run
+    fine-tunes the newest served model; the very first one the import at
+    ``imported_model_uri`` (``vocalsep pretrained import spleeter-2stems --out`` there).
     """
     values: dict[str, object] = {
         "data_roots": (DatasetRoot(data_root, name="musdb"),),
@@ -88,6 +98,10 @@ def cluster_config(
         "serving_base_dir": serving_base_dir,
         "schema_dir": IMAGE_SCHEMA_DIR,
         "beam_pipeline_args": beam_args("direct"),
+        "trainer": DEFAULT_MODEL_TRAINER,
+        "evaluator": EvaluatorConfig(floor_db=DEFAULT_MODEL_FLOOR_DB),
+        "warm_start": True,
+        "imported_model_uri": imported_model_uri,
         **overrides,
     }
     return PipelineConfig(**values)  # type: ignore[arg-type]
