@@ -1,12 +1,14 @@
 """Separation quality on the MUSDB18-7 validation clips, every system scored in one run.
 
-Systems: a vocalsep export (through its serving signature, as users get it), Spleeter 2stems
+Systems: vocalsep exports (through their serving signatures, as users get them; ``--model``
+may be repeated, e.g. the unmodified Spleeter import with Spleeter's inference and with ours
+beside the shipped model), Spleeter 2stems
 (``scripts/spleeter_reference.py`` in ``.venv-reference``), the mixture used as both estimates
 (the floor) and the oracle power ratio mask at n_fft 4096 / hop 1024 (the ceiling of masking).
 All are scored by ``vocalsep.evaluation.metrics`` (museval BSSEval v4, 1 s windows, median over
 frames then over tracks; MDX SDR mean over tracks) on the same decoded references.
 
-    .venv/bin/python scripts/bench_quality.py [--model models/default]
+    .venv/bin/python scripts/bench_quality.py [--model [LABEL=]DIR ...]
         [--data ../shared/data/musdb18-7] [--no-reference] [--precision float32 bfloat16]
 """
 
@@ -84,7 +86,12 @@ def _fit(stem: np.ndarray, length: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(REPO_ROOT / "models" / "default"))
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="[LABEL=]DIR",
+        help="an export to score (repeat for several); default: models/default",
+    )
     parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared/data/musdb18-7"))
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument(
@@ -99,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     systems: dict[str, Estimator] = {
         "mixture as both estimates (floor)": lambda track: {n: track.mixture for n in SOURCES},
     }
-    for precision in args.precision:
-        # The precision applies when TensorFlow first optimises a graph: one load per precision.
-        with saved.compute_precision(precision) as chosen:
-            separator = saved.load_separator(args.model)
-            estimates = {track.track_id: separator(track.mixture) for track in tracks}
-        systems[f"vocalsep ({args.model}, {chosen})"] = lambda track, estimates=estimates: (
-            estimates[track.track_id]
-        )
+    for model in args.model or [str(REPO_ROOT / "models" / "default")]:
+        label, _, directory = model.rpartition("=")
+        for precision in args.precision:
+            # The precision applies when TensorFlow first optimises a graph: one load each.
+            with saved.compute_precision(precision) as chosen:
+                separator = saved.load_separator(directory)
+                estimates = {track.track_id: separator(track.mixture) for track in tracks}
+            systems[f"{label or 'vocalsep'} ({directory}, {chosen})"] = (
+                lambda track, estimates=estimates: estimates[track.track_id]
+            )
     systems["oracle power ratio mask (ceiling)"] = oracle
     if not args.no_reference:
         with tempfile.TemporaryDirectory() as work:
