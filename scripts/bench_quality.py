@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precision:
             # The precision applies when TensorFlow first optimises a graph: one load each.
             with saved.compute_precision(precision) as chosen:
-                separator = saved.load_separator(directory)
+                separator = saved.load_separator(saved.resolve_export_dir(directory))
                 estimates = {track.track_id: separator(track.mixture) for track in tracks}
             systems[f"{label or 'vocalsep'} ({directory}, {chosen})"] = (
                 lambda track, estimates=estimates: estimates[track.track_id]
