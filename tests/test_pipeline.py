@@ -57,6 +57,15 @@ def test_committed_pipeline_yaml_is_a_fresh_compile(tmp_path: Path) -> None:
     assert fresh.read_text() == PIPELINE_YAML.read_text(), "run `make pipeline.yaml`"
 
 
+def test_compile_takes_where_the_import_was_copied(tmp_path: Path) -> None:
+    output = tmp_path / "mine.yaml"
+    uri = "gs://my-bucket/pretrained/spleeter-2stems"
+    assert cli.main(["pipeline", "compile", "-o", str(output), "--imported-model-uri", uri]) == 0
+    spec = components.load_component_from_file(str(output)).pipeline_spec
+    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    assert executors["ImportedModel_executor"]["importer"]["artifactUri"]["constant"] == uri
+
+
 def test_pipeline_yaml_loads_with_kfp_and_only_the_trainer_asks_for_a_gpu() -> None:
     spec = components.load_component_from_file(str(PIPELINE_YAML)).pipeline_spec
     assert spec.schema_version == "2.1.0"

@@ -61,6 +61,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         serving_base_dir=args.serving_dir,
+        imported_model_uri=args.imported_model_uri,
         beam_pipeline_args=beam,
     )
     image = args.image or config.DEFAULT_IMAGE
@@ -124,6 +125,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     compile_.add_argument("--pipeline-root", default="gs://vocalsep/pipeline-root")
     compile_.add_argument("--data-root", default="gs://vocalsep/data/musdb/span-{SPAN}")
     compile_.add_argument("--serving-dir", default="gs://vocalsep/serving")
+    compile_.add_argument(
+        "--imported-model-uri",
+        default="gs://vocalsep/pretrained/spleeter-2stems",
+        help="where `vocalsep pretrained import spleeter-2stems --out` was copied: the first "
+        "run's warm start",
+    )
     compile_.add_argument(
         "--beam-runner", choices=("direct", "dataflow", "flink"), default="direct"
     )
