@@ -99,7 +99,8 @@ def trainer_config_dict(config: TrainerConfig) -> dict[str, Any]:
 # on the MUSDB18-7 train split: every weight but batch norm's moving statistics, gently (a
 # constant learning rate of 1e-5, 150 steps of 4 recorded mixes; no dropout), on the separation
 # loss of what is served; the best of three epochs by validation SDR on the 14 official clips.
-# Only the last two layers at 1e-4 gained half as much (BENCHMARKS.md).
+# Only the last two layers at 1e-4 gained a quarter as much on vocals, and lost accompaniment
+# (BENCHMARKS.md).
 DEFAULT_MODEL_TRAINER = TrainerConfig(
     architecture="spleeter",
     steps=150,
