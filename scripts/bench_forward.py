@@ -29,7 +29,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vocalsep.audio import dsp
-from vocalsep.model import export, unet
+from vocalsep.model import export, spleeter, unet
+from vocalsep.pipeline.config import DEFAULT_MODEL_TRAINER
 
 SAMPLE_RATE = 44100
 DEFAULT = unet.UNetConfig()
@@ -64,6 +65,11 @@ VARIANTS = {
         config=dataclasses.replace(DEFAULT, model_bins=1024),
     ),
     "half": Variant("half channels: 8-256", config=HALF_CHANNELS),
+    "spleeter": Variant(
+        "the shipped shape: two Spleeter networks, exponent 0.5, one Wiener round",
+        config=DEFAULT_MODEL_TRAINER.unet_config(),
+        inference=DEFAULT_MODEL_TRAINER.inference,
+    ),
     "half_bf16": Variant(
         "half channels + bfloat16 U-Net",
         config=HALF_CHANNELS,
@@ -95,18 +101,35 @@ def unet_gflops_per_audio_second(config: unet.UNetConfig) -> float:
     A strided convolution does one kernel's work per output position, a transposed one per
     input position; both positions scale in time exactly as in frequency.
     """
-    model = unet.build_unet(config)
-    macs_per_frame = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            bins = layer.input_shape[2]
-        elif isinstance(layer, keras.layers.Conv2D):
-            bins = layer.output_shape[2]
-        else:
-            continue
-        positions_per_frame = bins * bins / config.model_bins
-        macs_per_frame += positions_per_frame * np.prod(layer.kernel.shape)
+    macs_per_frame = sum(
+        bins * bins / config.model_bins * np.prod(kernel) for bins, kernel in _convolutions(config)
+    )
     return 2 * macs_per_frame * SAMPLE_RATE / config.stft.hop_length / 1e9
+
+
+def _convolutions(config: unet.UNetConfig) -> list[tuple[int, tuple[int, ...]]]:
+    """``(bins of the positions that do a kernel's work, kernel shape)`` of every convolution."""
+    if config.architecture == "spleeter":
+        depth = len(config.encoder_channels)
+        per_network = []
+        for name, shape in spleeter.weight_shapes(
+            config.encoder_channels, config.audio_channels
+        ).items():
+            level = int(name.split("_")[0].removeprefix("down").removeprefix("up"))
+            if name.startswith("down") and name.endswith("_conv/kernel"):
+                per_network.append((config.model_bins >> level, shape))
+            elif name.endswith("_deconv/kernel"):
+                per_network.append((config.model_bins >> (depth - level + 1), shape))
+            elif name.endswith("_conv/kernel"):
+                per_network.append((config.model_bins, shape))
+        return per_network * len(config.stems)
+    convolutions = []
+    for layer in unet.build_unet(config).layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            convolutions.append((layer.input_shape[2], tuple(layer.kernel.shape)))
+        elif isinstance(layer, keras.layers.Conv2D):
+            convolutions.append((layer.output_shape[2], tuple(layer.kernel.shape)))
+    return convolutions
 
 
 def _busy_cpu_seconds() -> float:
@@ -159,19 +182,20 @@ def bench_variant(variant: Variant, waveform: tf.Tensor, runs: int) -> dict[str,
         seed=[0, 0],
     )
     forward = tf.function(
-        lambda batch: module.network(batch, training=False), jit_compile=inference.jit_compile
+        lambda batch: module.network_fn(batch, config.stems), jit_compile=inference.jit_compile
     )
 
     def all_chunks() -> None:
         for _ in range(groups):
-            forward(features).numpy()
+            for mask in forward(features).values():
+                mask.numpy()
 
     unet_seconds, unet_others = median_seconds(all_chunks, runs)
     graph_seconds, graph_others = median_seconds(
         lambda: module.serving_default(waveform)["vocals"].numpy(), runs
     )
     return {
-        "params_m": module.network.count_params() / 1e6,
+        "params_m": sum(int(np.prod(weight.shape)) for weight in module.network_weights) / 1e6,
         "gflops": unet_gflops_per_audio_second(config),
         "chunk_s": module.chunk_length / SAMPLE_RATE,
         "unet_s": unet_seconds,
