@@ -53,8 +53,11 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def clip_masks(model_dir: Path, tracks: list[EvalTrack]) -> tuple[unet.UNetConfig, list[dict]]:
-    """Each clip's masks from the export's networks, both channel orders (one call each)."""
+def clip_masks(
+    model_dir: Path, tracks: list[EvalTrack], swapped_too: bool
+) -> tuple[unet.UNetConfig, list[dict]]:
+    """Each clip's masks from the export's networks; with ``swapped_too`` also those of the
+    channel-swapped input (for channel-swap averaging)."""
     config, _ = warm_start.export_config(model_dir)
     if config.standardises_input:
         raise SystemExit(f"{model_dir}: only networks on raw magnitudes (spleeter) are supported")
@@ -64,12 +67,11 @@ def clip_masks(model_dir: Path, tracks: list[EvalTrack]) -> tuple[unet.UNetConfi
     clips = []
     for track in tracks:
         mixture = dsp.stft(tf.constant(track.mixture[np.newaxis]), config.stft)
+        magnitude = dsp.magnitude(mixture[:, :, : config.model_bins])
         masks = {}
-        for swapped in (False, True):
-            magnitude = dsp.magnitude(mixture[:, :, : config.model_bins])
-            if swapped:
-                magnitude = magnitude[..., ::-1]
-            stems = network_fn(unet.network_input(magnitude, 0.0, 1.0, config), config.stems)
+        for swapped in (False, True) if swapped_too else (False,):
+            channels = magnitude[..., ::-1] if swapped else magnitude
+            stems = network_fn(unet.network_input(channels, 0.0, 1.0, config), config.stems)
             frames = mixture.shape[1]
             masks[swapped] = {
                 stem: value[:, :frames, :, ::-1] if swapped else value[:, :frames]
@@ -83,8 +85,6 @@ def separate(clip: Mapping, config: unet.UNetConfig, inference: InferenceConfig)
     masks = clip["masks"][False]
     if inference.channel_swap_average:
         masks = {stem: (masks[stem] + clip["masks"][True][stem]) / 2 for stem in masks}
-    if inference.mask_type == "direct":
-        masks = {stem: masks[stem] for stem in inference.network_stems(config.stems)}
     stems = stems_from_masks(masks, clip["mixture"], config, inference)
     mixture = clip["track"].mixture
     estimates = {
@@ -101,7 +101,7 @@ def score(clips: list[dict], config: unet.UNetConfig, inference: InferenceConfig
         track = clip["track"]
         references = {stem: track.source(stem) for stem in config.stems}
         estimates = separate(clip, config, inference)
-        return metrics.score_track(track.track_id, references, estimates, 44100)
+        return metrics.score_track(track.track_id, references, estimates, track.sample_rate)
 
     with futures.ThreadPoolExecutor(2) as pool:
         return metrics.aggregate(list(pool.map(one, clips)))
@@ -131,12 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         for track in tracks_from_root(dataset_root(args.data), args.split)
         if isinstance(track, EvalTrack)
     ]
-    config, clips = clip_masks(args.model, tracks)
+    configs = {name: InferenceConfig.from_dict(values) for name, values in variants.items()}
+    swapped_too = any(inference.channel_swap_average for inference in configs.values())
+    config, clips = clip_masks(args.model, tracks, swapped_too)
     print(f"{args.model}: {len(clips)} {args.split} clips; museval median SDR (MDX SDR), dB\n")
     print("| inference | vocals | accompaniment |\n|---|---|---|")
-    for name, values in variants.items():
+    for name, inference in configs.items():
         started = time.monotonic()
-        totals = score(clips, config, InferenceConfig.from_dict(values))
+        totals = score(clips, config, inference)
         print(
             f"| {name} | {totals['vocals']['SDR']:.2f} ({totals['vocals']['MDX_SDR']:.2f}) "
             f"| {totals['accompaniment']['SDR']:.2f} ({totals['accompaniment']['MDX_SDR']:.2f}) |"
