@@ -102,9 +102,10 @@ class Executor(base_executor.BaseExecutor):
             constants.ARTIFACT_PROPERTY_BLESSED_KEY,
             constants.BLESSED_VALUE if decision.blessed else constants.NOT_BLESSED_VALUE,
         )
+        # The verdict on a line of its own: `vocalsep demo` and `make train-default` show it.
         logging.info(
-            "SdrEvaluator: %s (%s); museval cost %s",
+            "SdrEvaluator: %s (%s)",
             "BLESSED" if decision.blessed else "NOT BLESSED",
             "; ".join(decision.reasons),
-            result.cost(),
         )
+        logging.info("SdrEvaluator cost: %s", result.cost())
