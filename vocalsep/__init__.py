@@ -18,13 +18,19 @@ __version__ = "0.1.0"
 __all__ = ["Separator", "__version__"]
 
 if TYPE_CHECKING:
+    from vocalsep.components.evaluator.component import HtmlReport
     from vocalsep.separator import Separator
 
 
 def __getattr__(name: str) -> Any:
-    """``vocalsep.Separator`` on first use, so ``import vocalsep`` never loads TensorFlow."""
+    """``vocalsep.Separator`` on first use, so ``import vocalsep`` never loads TensorFlow;
+    ``vocalsep.HtmlReport`` too, the import path its artifact type name must be."""
     if name == "Separator":
         from vocalsep.separator import Separator
 
         return Separator
+    if name == "HtmlReport":
+        from vocalsep.components.evaluator.component import HtmlReport
+
+        return HtmlReport
     raise AttributeError(f"module 'vocalsep' has no attribute {name!r}")

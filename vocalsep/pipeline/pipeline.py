@@ -1,8 +1,8 @@
 """``create_pipeline``: the one wiring of vocalsep's TFX pipeline, for every orchestrator.
 
 MultitrackExampleGen -> ImportSchemaGen -> Transform -> Trainer -> SdrEvaluator -> Pusher, and
-with a warm start an Importer of the converted published weights -> BaseModel -> the
-Trainer's ``base_model`` (BaseModel hands on the served model instead once there is one).
+with a warm start BaseModel -> the Trainer's ``base_model``: the newest served model, or before
+there is one the converted published weights at ``imported_model_uri``.
 Runners (``local_runner``, ``kubeflow_runner``) call this with a ``PipelineConfig`` and add
 only what is theirs: the metadata store, or the container image and resources.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.proto import trainer_pb2
-from tfx.types import standard_artifacts
 
 from vocalsep.components.base_model.component import BaseModel
 from vocalsep.components.evaluator.component import SdrEvaluator
@@ -44,27 +43,16 @@ def trainer_component(
     )
 
 
-def warm_start_components(config: PipelineConfig, example_gen: BaseNode) -> list[BaseNode]:
-    """The Importer of the converted weights (if any) and BaseModel, which picks the start."""
-    nodes: list[BaseNode] = []
-    imported = None
-    if config.imported_model_uri:
-        importer = tfx.dsl.Importer(
-            source_uri=config.imported_model_uri,
-            artifact_type=standard_artifacts.Model,
-        ).with_id("ImportedModel")
-        nodes.append(importer)
-        imported = importer.outputs["result"]
-    nodes.append(
-        BaseModel(
-            examples=example_gen.outputs["examples"],
-            serving_base_dir=config.serving_base_dir,
-            model_name=config.model_name,
-            unet_config=config.trainer.unet_config(),
-            imported=imported,
-        )
+def base_model_component(config: PipelineConfig, example_gen: BaseNode) -> BaseModel:
+    """BaseModel: the newest served model, else the converted weights at
+    ``config.imported_model_uri``, as the Trainer's ``base_model``."""
+    return BaseModel(
+        examples=example_gen.outputs["examples"],
+        serving_base_dir=config.serving_base_dir,
+        model_name=config.model_name,
+        unet_config=config.trainer.unet_config(),
+        imported_model_uri=config.imported_model_uri,
     )
-    return nodes
 
 
 def create_components(config: PipelineConfig) -> list[BaseNode]:
@@ -81,8 +69,8 @@ def create_components(config: PipelineConfig) -> list[BaseNode]:
         config.trainer.unet_config().stft,
         write_schema=not config.schema_dir,
     )
-    warm_start = warm_start_components(config, example_gen) if config.warm_start else []
-    trainer = trainer_component(config, transform, warm_start[-1] if warm_start else None)
+    warm_start = [base_model_component(config, example_gen)] if config.warm_start else []
+    trainer = trainer_component(config, transform, warm_start[0] if warm_start else None)
     evaluator = SdrEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

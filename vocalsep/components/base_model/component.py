@@ -5,8 +5,10 @@ Resolver node (latest blessed model); open-source Kubeflow cannot run Resolvers,
 component reads the Pusher's destination (``<serving_base_dir>/<model_name>``) at run time,
 as the SdrEvaluator does for its baseline. Before anything of the Trainer's architecture is
 served (the first training, or the first after a change of architecture), it hands on the
-``imported`` model instead: an Importer of the published weights converted by ``vocalsep
-pretrained import``.
+model at ``imported_model_uri`` instead: the published weights converted by ``vocalsep
+pretrained import``. That URI is a parameter, not an Importer node's output: an Importer
+compiles to a KFP importer task whose output key differs between KFP backends (TFX declares
+``result``, ``kfp.local`` names it ``artifact``), and a parameter runs the same everywhere.
 
 ``examples`` is an input only so that new data re-runs the choice: with the cache on, a run
 over unchanged data reuses every result, this choice included, while a new data drop (a new
@@ -28,17 +30,17 @@ from vocalsep.model.unet import UNetConfig
 
 
 class BaseModelSpec(types.ComponentSpec):
-    """The serving directory, model name and the Trainer's network (``UNetConfig`` as JSON)
-    as exec properties; the import is optional."""
+    """The serving directory, model name, the Trainer's network (``UNetConfig`` as JSON) and
+    the imported model's URI (empty: none) as exec properties."""
 
     PARAMETERS: ClassVar[dict[str, ExecutionParameter]] = {
         "serving_base_dir": ExecutionParameter(type=str),
         "model_name": ExecutionParameter(type=str),
         "unet_config": ExecutionParameter(type=str),
+        "imported_model_uri": ExecutionParameter(type=str),
     }
     INPUTS: ClassVar[dict[str, ChannelParameter]] = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "imported": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS: ClassVar[dict[str, ChannelParameter]] = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -46,7 +48,7 @@ class BaseModelSpec(types.ComponentSpec):
 
 
 class BaseModel(base_component.BaseComponent):
-    """Outputs the model to warm-start from: the newest served version, else ``imported``."""
+    """Outputs the model to warm-start from: the newest served version, else the import."""
 
     SPEC_CLASS = BaseModelSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -57,12 +59,12 @@ class BaseModel(base_component.BaseComponent):
         serving_base_dir: str,
         model_name: str,
         unet_config: UNetConfig,
-        imported: types.BaseChannel | None = None,
+        imported_model_uri: str = "",
     ) -> None:
         super().__init__(
             spec=BaseModelSpec(
                 examples=examples,
-                imported=imported,
+                imported_model_uri=imported_model_uri,
                 serving_base_dir=serving_base_dir,
                 model_name=model_name,
                 unet_config=json.dumps(unet_config.to_dict(), sort_keys=True),

@@ -68,11 +68,10 @@ class Executor(base_executor.BaseExecutor):
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        imported = input_dict.get("imported") or []
         source, export_dir = choose_base(
             exec_properties["serving_base_dir"],
             exec_properties["model_name"],
-            artifact_utils.get_single_instance(imported).uri if imported else None,
+            exec_properties.get("imported_model_uri") or None,
             UNetConfig.from_dict(json.loads(exec_properties["unet_config"])),
         )
         model = artifact_utils.get_single_instance(output_dict["model"])

@@ -35,6 +35,9 @@ class HtmlReport(types.Artifact):
     TFMA tooling loads as evaluation results, and a report stored under it would mislead them.
     """
 
+    # Also this class's import path (``vocalsep.HtmlReport``, a lazy attribute of the package):
+    # TFX's Kubeflow v2 entrypoint imports a custom type by its name, and its compiler admits
+    # only ``<module>.<Class>`` names with a one-word module.
     TYPE_NAME = "vocalsep.HtmlReport"
 
 

@@ -33,8 +33,12 @@ REPORT_FILE = "report.html"
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Writes through tf.io.gfile (local or bucket) to a temporary name, then renames."""
-    temp_path = f"{path.rsplit('/', 1)[0]}/.{uuid.uuid4().hex}.tmp"
+    """Writes through tf.io.gfile (local or bucket) to a temporary name, then renames.
+
+    Creates the folder first: KFP hands over artifact URIs without creating them."""
+    folder = path.rsplit("/", 1)[0]
+    tf.io.gfile.makedirs(folder)
+    temp_path = f"{folder}/.{uuid.uuid4().hex}.tmp"
     with tf.io.gfile.GFile(temp_path, "w") as handle:
         handle.write(text)
     tf.io.gfile.rename(temp_path, path, overwrite=True)

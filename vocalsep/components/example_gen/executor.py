@@ -18,17 +18,18 @@ from typing import Any
 import apache_beam as beam
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import Artifact, artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from vocalsep.data import splits
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import TrackRecord, track_examples
-from vocalsep.data.roots import DatasetRoot, TrackSource, discover_all, join
+from vocalsep.data.roots import SPAN_TOKEN, DatasetRoot, TrackSource, discover_all, join
 from vocalsep.data.tracks import rejection_reason
 from vocalsep.errors import AudioError, DatasetConfigError, TrackRejectedError
 
@@ -82,6 +83,43 @@ def resolved_roots(exec_properties: Mapping[str, Any]) -> list[DatasetRoot]:
     base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     first, *others = roots
     return [first.with_path(join(base, drop) if drop else base), *others]
+
+
+def resolve_span(exec_properties: Mapping[str, Any], examples: Artifact) -> dict[str, Any]:
+    """``exec_properties`` with a ``{SPAN}`` input pattern resolved to the newest drop (or
+    the RangeConfig's), recorded on ``examples`` as TFX's driver would.
+
+    On the local runner and Vertex, ExampleGen's driver has already done this; open-source
+    KFP and ``kfp.local`` run no driver, and the executor would read a folder literally named
+    ``span-{SPAN}``.
+    """
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+    )
+    if not any(SPAN_TOKEN in split.pattern for split in input_config.splits):
+        return dict(exec_properties)
+    range_config = None
+    if exec_properties.get(standard_component_specs.RANGE_CONFIG_KEY):
+        range_config = range_config_pb2.RangeConfig()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.RANGE_CONFIG_KEY], range_config
+        )
+    fingerprint, span, version = example_gen_utils.calculate_splits_fingerprint_span_and_version(
+        exec_properties[standard_component_specs.INPUT_BASE_KEY],
+        input_config.splits,
+        range_config,
+    )
+    examples.span = span
+    if version is not None:
+        examples.version = version
+    return {
+        **exec_properties,
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+        example_gen_utils.SPAN_PROPERTY_NAME: span,
+        example_gen_utils.VERSION_PROPERTY_NAME: version,
+        example_gen_utils.FINGERPRINT_PROPERTY_NAME: fingerprint,
+    }
 
 
 def split_ratio(exec_properties: Mapping[str, Any]) -> splits.SplitRatio:
@@ -271,7 +309,7 @@ class Executor(BaseExampleGenExecutor):
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
         examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
-        exec_properties = {**exec_properties, OUTPUT_URI_KEY: examples.uri}
+        exec_properties = {**resolve_span(exec_properties, examples), OUTPUT_URI_KEY: examples.uri}
         with self._make_beam_pipeline() as pipeline:
             for split, records in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
                 split_prefix = join(artifact_utils.get_split_uri([examples], split), RECORDS_FILE)
