@@ -62,15 +62,19 @@ def test_compile_takes_where_the_import_was_copied(tmp_path: Path) -> None:
     uri = "gs://my-bucket/pretrained/spleeter-2stems"
     assert cli.main(["pipeline", "compile", "-o", str(output), "--imported-model-uri", uri]) == 0
     spec = components.load_component_from_file(str(output)).pipeline_spec
-    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
-    assert executors["ImportedModel_executor"]["importer"]["artifactUri"]["constant"] == uri
+    tasks = json_format.MessageToDict(spec.root)["dag"]["tasks"]
+    parameters = tasks["BaseModel"]["inputs"]["parameters"]
+    assert parameters["imported_model_uri"]["runtimeValue"]["constant"] == uri
 
 
 def test_pipeline_yaml_loads_with_kfp_and_only_the_trainer_asks_for_a_gpu() -> None:
     spec = components.load_component_from_file(str(PIPELINE_YAML)).pipeline_spec
     assert spec.schema_version == "2.1.0"
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
-    assert "importer" in executors.pop("ImportedModel_executor")  # runs in the KFP backend
+    # No importer task: its output key differs between KFP backends (BaseModel takes a URI).
+    assert all("container" in executor for executor in executors.values())
+    commands = {tuple(executor["container"]["command"]) for executor in executors.values()}
+    assert commands == {tuple(kubeflow_runner.STEP_COMMAND)}
     accelerators = {
         name: executor["container"].get("resources", {}).get("accelerator")
         for name, executor in executors.items()
@@ -81,12 +85,11 @@ def test_pipeline_yaml_loads_with_kfp_and_only_the_trainer_asks_for_a_gpu() -> N
     assert trainer_resources["memoryLimit"] == config.TrainerResources().memory_gb
     images = {executor["container"]["image"] for executor in executors.values()}
     assert images == {config.DEFAULT_IMAGE}
-    # Warm start: the import and the newest served model both reach the Trainer's base_model.
+    # Warm start: BaseModel (the newest served model, else the import) feeds base_model.
     tasks = json_format.MessageToDict(spec.root)["dag"]["tasks"]
     trainer_inputs = tasks["Trainer"]["inputs"]["artifacts"]
     assert trainer_inputs["base_model"]["taskOutputArtifact"]["producerTask"] == "BaseModel"
-    base_inputs = tasks["BaseModel"]["inputs"]["artifacts"]
-    assert base_inputs["imported"]["taskOutputArtifact"]["producerTask"] == "ImportedModel"
+    assert "imported_model_uri" in tasks["BaseModel"]["inputs"]["parameters"]
 
 
 def test_beam_args_select_the_runner_and_name_what_is_missing() -> None:

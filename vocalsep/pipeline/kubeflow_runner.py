@@ -2,7 +2,8 @@
 
 Every step runs in the project's own image (``Dockerfile``: Python 3.11, ffmpeg, the lock
 file, the package), so dotted ``run_fn``/``preprocessing_fn`` paths resolve inside it and no
-wheel is packaged at compile time. The Trainer alone asks for a GPU. Beam-heavy steps run on
+wheel is packaged at compile time; its command is ``STEP_COMMAND``, TFX's executor runner
+behind ``vocalsep.pipeline.kfp_executor``. The Trainer alone asks for a GPU. Beam-heavy steps run on
 the Beam runner named by ``beam_args`` (Dataflow or Flink in a cluster).
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from vocalsep import logs
 from vocalsep.data.roots import DatasetRoot
 from vocalsep.evaluation.gate import EvaluatorConfig
 from vocalsep.pipeline.config import (
@@ -28,6 +30,9 @@ ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.
 
 # Where the Dockerfile writes the raw schema (``vocalsep.data.examples.write_raw_schema``).
 IMAGE_SCHEMA_DIR = "/opt/vocalsep/schema"
+# Every step's container command: TFX's v2 executor runner behind our repairs of what KFP v2
+# orchestrators hand over (vocalsep.pipeline.kfp_executor).
+STEP_COMMAND = ["python", "-m", "vocalsep.pipeline.kfp_executor"]
 BEAM_RUNNERS = ("direct", "dataflow", "flink")
 
 
@@ -42,7 +47,8 @@ def beam_args(
 ) -> tuple[str, ...]:
     """Beam pipeline args for ExampleGen and Transform on one of ``BEAM_RUNNERS``."""
     if runner == "direct":
-        return local_beam_args(workers)
+        # The workers are processes of the step's container: quiet them as the step itself.
+        return (*local_beam_args(workers), logs.BEAM_WORKER_PLUGIN)
     if runner == "dataflow":
         missing = [
             name
@@ -129,7 +135,7 @@ def compile_pipeline(
     (trainer,) = [node for node in pipeline.components if node.id == "Trainer"]
     trainer.with_platform_config(_trainer_resources(config))
     runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-        default_image=image, use_pipeline_spec_2_1=True
+        default_image=image, default_commands=STEP_COMMAND, use_pipeline_spec_2_1=True
     )
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=runner_config, output_dir=str(output.parent), output_filename=output.name
