@@ -239,3 +239,15 @@ def test_input_base_and_pattern() -> None:
     assert input_base_and_pattern("gs://b/{SPAN}/train") == ("gs://b", "{SPAN}/train/*")
     with pytest.raises(DatasetConfigError, match="first root"):
         multitrack_example_gen([roots.DatasetRoot("/a"), roots.DatasetRoot("/b/{SPAN}")])
+
+
+def test_a_span_root_reads_its_newest_drop_as_example_gen_does(tmp_path: Path) -> None:
+    for name in ("span-1", "span-12", "span-3", "span-x", "other"):
+        (tmp_path / "drops" / name).mkdir(parents=True)
+    root = roots.DatasetRoot(str(tmp_path / "drops" / "span-{SPAN}"), name="songs")
+    assert root.with_newest_span().path == str(tmp_path / "drops" / "span-12")
+    assert root.with_newest_span().name == "songs"
+    plain = roots.DatasetRoot(str(tmp_path / "drops" / "span-1"), name="songs")
+    assert plain.with_newest_span() == plain
+    with pytest.raises(DatasetConfigError, match="no folder under"):
+        roots.DatasetRoot(str(tmp_path / "drops" / "drop-{SPAN}"), name="songs").with_newest_span()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
-__all__ = ["Separator", "__version__"]
+__all__ = ["HtmlReport", "Separator", "__version__"]
 
 if TYPE_CHECKING:
     from vocalsep.components.evaluator.component import HtmlReport

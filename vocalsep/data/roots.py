@@ -18,6 +18,7 @@ through ``tf.io.gfile``, so roots may live on any filesystem TensorFlow knows (`
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -100,6 +101,26 @@ class DatasetRoot:
     def with_path(self, path: str) -> DatasetRoot:
         """The same root read from another folder (a resolved ``{SPAN}`` drop)."""
         return dataclasses.replace(self, path=path)
+
+    def with_newest_span(self) -> DatasetRoot:
+        """The root read from its newest ``{SPAN}`` drop (the highest span number), as
+        ExampleGen picks it without a RangeConfig; unchanged without ``{SPAN}``."""
+        if SPAN_TOKEN not in self.path:
+            return self
+        parts = self.path.rstrip("/").split("/")
+        index = next(i for i, part in enumerate(parts) if SPAN_TOKEN in part)
+        parent = "/".join(parts[:index]) or "/"
+        pattern = re.compile(re.escape(parts[index]).replace(re.escape(SPAN_TOKEN), r"(\d+)"))
+        spans = [
+            (int(match.group(1)), name)
+            for name, is_dir in _list_dir(parent)
+            if is_dir and (match := pattern.fullmatch(name))
+        ]
+        if not spans:
+            raise DatasetConfigError(
+                f"{self.path}: no folder under {parent} matches {parts[index]}"
+            )
+        return self.with_path("/".join([*parts[:index], max(spans)[1], *parts[index + 1 :]]))
 
 
 def musdb_root(path: str, name: str = "musdb") -> DatasetRoot:

@@ -294,7 +294,8 @@ def eval_tracks_from_roots(
     Unusable tracks are logged and skipped, as ExampleGen rejects them; the roots' own split
     rules decide eval, so these are exactly the tracks the Evaluator scores.
     """
-    dataset_roots = [DatasetRoot.from_dict(values) for values in root_dicts]
+    # A {SPAN} root validates on its newest drop, the one ExampleGen read.
+    dataset_roots = [DatasetRoot.from_dict(values).with_newest_span() for values in root_dicts]
     sources = [track for track in discover_all(dataset_roots) if track.split == EVAL]
     tracks = []
     for source in sources[:limit]:
