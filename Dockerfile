@@ -1,24 +1,38 @@
-# The pipeline image: every Kubeflow step (ExampleGen, Transform, Trainer, SdrEvaluator,
-# Pusher) runs in it, so dotted run_fn/preprocessing_fn paths resolve to the installed package.
-# It installs exactly requirements.lock, as scripts/bootstrap.sh does (tests/test_docker.py
-# checks that the two agree). Build: `make image`.
-FROM python:3.11-slim-bookworm
+# The pipeline image: every Kubeflow step (ExampleGen, Transform, BaseModel, Trainer,
+# SdrEvaluator, Pusher) runs in it through `python -m vocalsep.pipeline.kfp_executor`, and so
+# does `vocalsep serve`. It installs exactly requirements.lock, as scripts/bootstrap.sh does
+# (tests/test_docker.py checks that the two agree). One file, two ways to build it:
+#
+#   docker build -t IMAGE .     where a registry is reachable: python:3.11-slim-bookworm, PyPI
+#   make image                  where none is (scripts/build_image.sh): a base made from Debian
+#                               packages with debootstrap (Debian 12's own Python 3.11.2 and
+#                               ffmpeg) and a wheelhouse pip filled on the host, over loopback
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+# Where pip finds the locked wheels; empty: PyPI.
+ARG WHEELHOUSE_URL=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH \
+    TF_CPP_MIN_LOG_LEVEL=3
 
-# ffmpeg decodes mp3/m4a/stem.mp4 (vocalsep.audio.io).
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
-    && rm -rf /var/lib/apt/lists/*
+# ffmpeg decodes mp3/m4a/stem.mp4 (vocalsep.audio.io); a Debian-made base already has it.
+RUN if ! command -v ffmpeg >/dev/null; then \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 WORKDIR /opt/vocalsep
-RUN python -m pip install "pip==24.2"
+RUN python3 -m venv /opt/venv \
+    && python -m pip install ${WHEELHOUSE_URL:+--no-index --find-links "$WHEELHOUSE_URL"} "pip==24.2"
 COPY requirements.lock .
 # --no-deps: the lock is complete; --ignore-requires-python: TFX 1.16.0 declares <3.11.
-RUN pip install --no-deps --ignore-requires-python -r requirements.lock
+RUN pip install ${WHEELHOUSE_URL:+--no-index --find-links "$WHEELHOUSE_URL"} --no-deps --ignore-requires-python -r requirements.lock
 
 COPY setup.py README.md ./
 COPY vocalsep ./vocalsep

