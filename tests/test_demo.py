@@ -18,11 +18,11 @@ import soundfile
 from vocalsep.pipeline import demo
 
 
-def _demo(root: Path) -> subprocess.CompletedProcess[str]:
+def _demo(root: Path, *options: str) -> subprocess.CompletedProcess[str]:
     # As a person runs it: TensorFlow's C++ log level left to vocalsep (the tests set one).
     environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
-        [sys.executable, "-m", "vocalsep", "demo", "--root", str(root)],
+        [sys.executable, "-m", "vocalsep", "demo", "--root", str(root), *options],
         capture_output=True,
         text=True,
         timeout=1200,
@@ -72,6 +72,32 @@ def test_demo_runs_end_to_end_then_reuses_every_cached_result(tmp_path: Path) ->
     _assert_only_its_own_lines(second)
     assert "reused cached results of 6 of 6" in second.stdout
     assert [path.name for path in (root / "serving" / "vocalsep").iterdir()] == [version.name]
+
+
+@pytest.mark.slow
+def test_demo_in_containers_runs_pipeline_yaml_under_kfp_local_and_serves_from_the_image(
+    tmp_path: Path,
+) -> None:
+    """`vocalsep demo --orchestrator kfp-local` (needs the image: see tests/test_kfp_local.py)."""
+    from test_kfp_local import _need_containers
+
+    _need_containers()
+    root = tmp_path / "demo"
+    result = _demo(root, "--orchestrator", "kfp-local")
+    _assert_only_its_own_lines(result)
+    for step in ("FileBasedExampleGen", "ImportSchemaGen", "Transform", "Trainer", "Pusher"):
+        assert re.search(rf"^\[demo\] {step}: success in \d+ s$", result.stdout, re.M), step
+    assert re.search(r"^\[demo\] SdrEvaluator: BLESSED", result.stdout, re.M)
+    assert "[demo] vocalsep serve in a container of" in result.stdout
+    (version,) = (root / "serving" / "vocalsep").iterdir()
+    assert f"served model: {version}" in result.stdout
+    mix, _ = soundfile.read(root / "demo_mix.wav", dtype="float32")
+    vocals, _ = soundfile.read(root / "stems" / "demo_mix" / "vocals.wav", dtype="float32")
+    assert vocals.shape == mix.shape
+    (report,) = root.glob("vocalsep-demo-*/*/report/report.html")
+    assert f"report: {report}" in result.stdout
+    (log,) = (root / "logs").glob("kfp-local-*.log")
+    assert "Executing task" in log.read_text()  # every container's output is kept there
 
 
 def test_demo_config_gates_above_the_mixture_and_validates_on_held_out_songs(

@@ -222,7 +222,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from vocalsep.pipeline import demo
 
     logs.show_pipeline_progress("[demo] ")
-    demo.run_demo(Path(args.root), args.data, args.workers)
+    root = args.root or (
+        "vocalsep-demo-kfp" if args.orchestrator == "kfp-local" else "vocalsep-demo"
+    )
+    demo.run_demo(Path(root), args.data, args.workers, args.orchestrator, args.image)
     return EXIT_OK
 
 
@@ -433,11 +436,24 @@ def build_parser() -> argparse.ArgumentParser:
         "U-Net, starts `vocalsep serve` on the pushed model and separates a demo mix through it "
         "over gRPC. A second run with nothing changed reuses the cached pipeline results.",
     )
-    demo.add_argument("--root", default="vocalsep-demo", help="work folder (default: %(default)s)")
+    demo.add_argument(
+        "--root",
+        default=None,
+        help="work folder (default: vocalsep-demo, or vocalsep-demo-kfp with kfp-local)",
+    )
     demo.add_argument(
         "--data", nargs="+", metavar="ROOT", help="dataset roots instead of synthetic songs"
     )
     demo.add_argument("--workers", type=int, default=0, help="Beam workers (0: one per CPU)")
+    demo.add_argument(
+        "--orchestrator",
+        choices=("local", "kfp-local"),
+        default="local",
+        help="local: TFX's LocalDagRunner here (cached); kfp-local: the compiled pipeline.yaml "
+        "under KFP's local orchestrator, every step in a container of the image `make image` "
+        "built, and the model served from it (default: %(default)s)",
+    )
+    demo.add_argument("--image", default=None, help="pipeline image (with kfp-local)")
     demo.set_defaults(handler=_cmd_demo)
 
     web = commands.add_parser(

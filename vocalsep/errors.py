@@ -179,3 +179,7 @@ class UnsafePickleError(PretrainedFormatError):
 
 class BaseModelError(VocalsepError):
     """A base model to warm-start from is missing, unreadable or of another architecture."""
+
+
+class OrchestratorError(VocalsepError):
+    """A pipeline run could not start or a step failed under an orchestrator (kfp.local)."""

@@ -27,21 +27,37 @@ def _trainer_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from vocalsep.pipeline import config, local_runner
+    from vocalsep.pipeline import config
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     root = Path(args.root).resolve()
     pipeline_config = config.PipelineConfig(
         data_roots=config.roots_from_paths([str(Path(path).resolve()) for path in args.data]),
-        pipeline_root=str(root / "pipeline"),
+        pipeline_root=str(root / "pipeline") if args.orchestrator == "local" else str(root),
         serving_base_dir=str(
             Path(args.serving_dir).resolve() if args.serving_dir else root / "serving"
         ),
         pipeline_name=args.name,
         beam_pipeline_args=config.local_beam_args(args.workers),
+        warm_start=bool(args.imported_model_uri),
+        imported_model_uri=str(Path(args.imported_model_uri).resolve())
+        if args.imported_model_uri
+        else "",
     )
     pipeline_config = config.with_trainer(pipeline_config, _trainer_overrides(args))
-    local_runner.run_local(pipeline_config)
+    if args.orchestrator == "kfp-local":
+        from vocalsep.pipeline import kfp_local_runner
+
+        run = kfp_local_runner.run_kfp_local(
+            pipeline_config, args.image or config.DEFAULT_IMAGE, prefix="[kfp-local] "
+        )
+        for step in run.steps:
+            print(f"{step.name}: {step.status} in {step.seconds:.0f} s")
+        print(f"log: {run.log_path}")
+    else:
+        from vocalsep.pipeline import local_runner
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        local_runner.run_local(pipeline_config)
     print(f"pipeline root: {pipeline_config.pipeline_root}")
     print(f"served models: {pipeline_config.serving_base_dir}/{pipeline_config.model_name}")
     return 0
@@ -102,11 +118,27 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     run = actions.add_parser(
         "run",
-        help="run ExampleGen -> Transform -> Trainer -> SdrEvaluator -> Pusher here",
-        description="Runs the whole pipeline with LocalDagRunner, SQLite MLMD and Beam's "
-        "DirectRunner. Unchanged inputs and settings reuse cached results.",
+        help="run ExampleGen -> Transform -> Trainer -> SdrEvaluator -> Pusher on this machine",
+        description="Runs the whole pipeline here: with LocalDagRunner, SQLite MLMD and Beam's "
+        "DirectRunner (unchanged inputs and settings reuse cached results), or as Kubeflow "
+        "runs it, the compiled IR under kfp.local with every step in a container.",
     )
-    run.add_argument("--local", action="store_true", required=True, help="run on this machine")
+    run.add_argument("--local", action="store_true", help="run on this machine (the default)")
+    run.add_argument(
+        "--orchestrator",
+        choices=("local", "kfp-local"),
+        default="local",
+        help="local: LocalDagRunner, SQLite MLMD, cached; kfp-local: the compiled IR under "
+        "kfp.local, every step in a container of --image, ROOT as the pipeline root (data, "
+        "serving folder and import must lie under it)",
+    )
+    run.add_argument("--image", default=None, help="pipeline image (with kfp-local)")
+    run.add_argument(
+        "--imported-model-uri",
+        default="",
+        help="warm start: the newest served model of the Trainer's architecture, else this "
+        "import (`vocalsep pretrained import`)",
+    )
     run.add_argument("--data", nargs="+", required=True, metavar="ROOT", help="dataset roots")
     run.add_argument(
         "--root", default="vocalsep-run", help="pipeline root and MLMD (default: %(default)s)"
