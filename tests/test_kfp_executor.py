@@ -74,7 +74,11 @@ def test_the_flags_are_tfx_own_and_the_rest_goes_to_beam() -> None:
     args = ["prog", *(arg.replace("{{$}}", "{}") for arg in _step_args("Transform_executor"))]
     parsed, beam_args = kfp_executor.repaired_args(args)
     assert parsed.executor_class_path == "tfx.components.transform.executor.Executor"
-    assert beam_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+    assert beam_args == [
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=0",
+        "--beam_plugin=vocalsep.beam_worker",  # the step's Beam workers are quiet too
+    ]
 
 
 def test_every_artifact_type_in_the_yaml_imports_by_its_title() -> None:
