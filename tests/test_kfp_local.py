@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import grpc
@@ -199,3 +200,15 @@ def test_a_missing_image_names_the_command_that_builds_it() -> None:
     _need_containers()
     with pytest.raises(OrchestratorError, match="not built on this machine: run `make image`"):
         kfp_local_runner.docker_client("vocalsep/no-such-image:0")
+
+
+def test_pipeline_run_in_containers_names_data_outside_its_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vocalsep import cli
+
+    (tmp_path / "songs").mkdir()
+    arguments = ["pipeline", "run", "--orchestrator", "kfp-local", "--root", str(tmp_path / "vp"),
+                 "--data", str(tmp_path / "songs")]  # fmt: skip
+    assert cli.main(arguments) == 1
+    assert re.search(r"songs: outside .*vp, the pipeline root", capsys.readouterr().err)
