@@ -15,6 +15,10 @@ AVX-512 server cores with two 512-bit FMA pipes have 64) and the clock is read f
 what a dense kernel actually reaches here.
 
     .venv/bin/python scripts/bench_layers.py [--runs 5] [--flops-per-cycle 32] [--ghz G]
+        [--precision float32|bfloat16]
+
+``ONEDNN_MAX_CPU_ISA=AVX2`` in the environment makes oneDNN dispatch the kernels it would use
+on a CPU without AVX-512 (an AVX2-only CPU's convolutions, on this machine).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from vocalsep.audio import dsp
-from vocalsep.model import export, spleeter
+from vocalsep.model import export, saved, spleeter
 from vocalsep.pipeline.config import DEFAULT_MODEL_TRAINER
 
 CONFIG = DEFAULT_MODEL_TRAINER.unet_config()
@@ -228,7 +232,19 @@ def main() -> None:
     parser.add_argument("--flops-per-cycle", type=float, default=32.0, help="float32, per core")
     parser.add_argument("--ghz", type=float, default=0.0, help="clock (default: /proc/cpuinfo)")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: oneDNN's mixed precision rewrite, as `separate --precision bfloat16`",
+    )
     args = parser.parse_args()
+    with saved.compute_precision(args.precision):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Everything ``main`` prints, under the chosen compute precision."""
 
     tf.get_logger().setLevel("ERROR")  # each stage is its own function: retracing is intended
     cpu = cpu_description()
@@ -242,7 +258,11 @@ def main() -> None:
         export.overlap_length(CONFIG, INFERENCE),
     )
     networks_per_song = chunks * len(CONFIG.stems)
-    print(f"CPU: {cpu['model']} ({cpu['flags']}), {cores} cores, {ghz:.2f} GHz")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    print(
+        f"CPU: {cpu['model']} ({cpu['flags']}), {cores} cores, {ghz:.2f} GHz; "
+        f"{args.precision}" + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
+    )
     matmul_wall, matmul_cpu = matmul_gflops(args.matmul_size, args.runs)
     print(
         f"float32 peak: {cores} x {args.flops_per_cycle:.0f} FLOP/cycle x {ghz:.2f} GHz = "

@@ -9,6 +9,7 @@ so neither side pays for a codec.
     bash scripts/setup_reference.sh   # once: Spleeter's weights in .venv-reference
     .venv/bin/python scripts/bench_separate.py --model models/default [--runs 3]
         [--long-minutes 30] [--long-runs 1] [--no-reference] [--baseline-model DIR]
+        [--precision auto|float32|bfloat16]
 
 ``--baseline-model`` also runs ``vocalsep separate`` with another export in the same
 alternation (e.g. the previous graph of the same weights), so both are set against one
@@ -121,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--long-runs", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--baseline-model", help="another export to run alongside --model")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="`vocalsep separate --precision` (float32: what a CPU without bfloat16 computes)",
+    )
     args = parser.parse_args(argv)
     with_reference = not args.no_reference
     if with_reference and not REFERENCE_PYTHON.exists():
@@ -141,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def vocalsep(model: str) -> Callable[[list[Path], Path], list[str]]:
             def command(inputs: list[Path], out: Path) -> list[str]:
                 return [str(VOCALSEP), "separate", "--quiet", "--overwrite", "--model", model,
-                        "-o", str(out), *map(str, inputs)]  # fmt: skip
+                        "--precision", args.precision, "-o", str(out),
+                        *map(str, inputs)]  # fmt: skip
 
             return command
 
