@@ -7,12 +7,12 @@ Layouts (``DatasetRoot.layout``, detected when ``"auto"``):
   stems are required, so a folder missing one is rejected rather than summed short.
 * ``generic``: ``<track>/vocals.<ext>`` plus ``accompaniment.<ext>`` or any other stem files,
   which are summed into the accompaniment. A ``mixture`` file is never needed.
+* ``channel_pairs``: ``<root>/<track>.<ext>``, two-channel files whose channels are the two
+  sources (MIR-1K's original WAVs: left accompaniment, right vocals); see ``channel_map``.
 
 Where a track has its own mixture (MUSDB's stream 0, a ``mixture``/``mix`` file), it is recorded
 as ``TrackSource.mixture``: evaluation separates it, as a user would; training uses the exact
 sum of the stems.
-* ``channel_pairs``: ``<root>/<track>.<ext>``, two-channel files whose channels are the two
-  sources (MIR-1K's original WAVs: left accompaniment, right vocals); see ``channel_map``.
 
 Discovery only lists files, so it is cheap and never rejects: a track missing a stem is still
 discovered (with ``missing`` set) and rejected, with its reason, where it is decoded. Paths go

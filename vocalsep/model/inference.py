@@ -58,10 +58,10 @@ class InferenceConfig:
     bfloat16 (float32 weights and mask arithmetic), fast only on CPUs with bfloat16
     instructions; ``storage_dtype="float16"`` stores the network's weights in float16 in the
     export (half the size) and computes with them cast back to float32;
-    ``network_form="fast"`` runs two layers of the ``spleeter`` architecture in faster forms of
-    the same function (``spleeter.serving_forms``: the last transposed convolution as a
-    sub-pixel convolution, the dilated one as ``conv2d``), ``"native"`` as Spleeter's graph
-    (the stems agree within 1e-6; BENCHMARKS.md, per-layer table).
+    ``network_form="fast"`` runs parts of the ``spleeter`` architecture in faster forms of the
+    same function (``spleeter.serving_forms``: the last transposed convolution as a sub-pixel
+    convolution, the dilated one as ``conv2d``, batch norm fused), ``"native"`` as Spleeter's
+    graph (the shipped model's stems agree within 1.3e-5 on real music; BENCHMARKS.md).
     """
 
     sample_rate: int = 44100

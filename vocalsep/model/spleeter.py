@@ -18,8 +18,8 @@ Batch norm always uses its moving statistics, in training too: the published sta
 the catalogue's, and batch statistics of a few short patches destroy the pretrained network
 (issue 14's measurement: 7.0 -> 0.85 dB vocals SDR within 100 steps).
 
-For serving, two layers can run in faster forms of the same function (only the order of the
-sums differs; BENCHMARKS.md has the per-layer table that chose them):
+For serving, three parts can run in faster forms of the same function (only the order of
+the sums differs; BENCHMARKS.md has the per-layer table that chose them):
 
 - a 5x5 stride-2 transposed convolution as its sub-pixel form: one 3x3 stride-1 convolution to
   four times the channels, one group per output parity, then a depth-to-space. It does 36/25
