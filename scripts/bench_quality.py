@@ -10,6 +10,11 @@ frames then over tracks; MDX SDR mean over tracks) on the same decoded reference
 
     .venv/bin/python scripts/bench_quality.py [--model [LABEL=]DIR ...]
         [--data ../shared/data/musdb18-7] [--no-reference] [--precision float32 bfloat16]
+
+Each model separates each track's own mixture where the dataset has one (MUSDB's stream 0),
+as ``vocalsep evaluate`` does. With several models, the largest difference of each one's stems
+from the first model's (same precision) is printed too: two graphs of the same weights should
+agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     systems: dict[str, Estimator] = {
         "mixture as both estimates (floor)": lambda track: {n: track.mixture for n in SOURCES},
     }
+    first: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for model in args.model or [str(REPO_ROOT / "models" / "default")]:
         label, _, directory = model.rpartition("=")
         for precision in args.precision:
@@ -113,9 +119,17 @@ def main(argv: list[str] | None = None) -> int:
             with saved.compute_precision(precision) as chosen:
                 separator = saved.load_separator(saved.resolve_export_dir(directory))
                 estimates = {track.track_id: separator(track.mixture) for track in tracks}
-            systems[f"{label or 'vocalsep'} ({directory}, {chosen})"] = (
-                lambda track, estimates=estimates: estimates[track.track_id]
-            )
+            name = f"{label or 'vocalsep'} ({directory}, {chosen})"
+            systems[name] = lambda track, estimates=estimates: estimates[track.track_id]
+            if chosen in first:
+                largest = max(
+                    float(np.max(np.abs(stems[n] - first[chosen][track_id][n])))
+                    for track_id, stems in estimates.items()
+                    for n in SOURCES
+                )
+                print(f"{name}: stems differ from the first model's by at most {largest:.2e}")
+            else:
+                first[chosen] = estimates
     systems["oracle power ratio mask (ceiling)"] = oracle
     if not args.no_reference:
         with tempfile.TemporaryDirectory() as work:

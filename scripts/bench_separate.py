@@ -8,7 +8,12 @@ so neither side pays for a codec.
 
     bash scripts/setup_reference.sh   # once: Spleeter's weights in .venv-reference
     .venv/bin/python scripts/bench_separate.py --model models/default [--runs 3]
-        [--long-minutes 30] [--long-runs 1] [--no-reference]
+        [--long-minutes 30] [--long-runs 1] [--no-reference] [--baseline-model DIR]
+        [--precision auto|float32|bfloat16]
+
+``--baseline-model`` also runs ``vocalsep separate`` with another export in the same
+alternation (e.g. the previous graph of the same weights), so both are set against one
+reference run.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--long-minutes", type=float, default=30.0)
     parser.add_argument("--long-runs", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--baseline-model", help="another export to run alongside --model")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="`vocalsep separate --precision` (float32: what a CPU without bfloat16 computes)",
+    )
     args = parser.parse_args(argv)
     with_reference = not args.no_reference
     if with_reference and not REFERENCE_PYTHON.exists():
@@ -133,14 +145,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             long_song = write_song(work / "long.wav", 99, args.long_minutes * 60)
             scenarios[f"one {args.long_minutes:g}-min song"] = ([long_song], args.long_runs)
 
-        def ours(inputs: list[Path], out: Path) -> list[str]:
-            return [str(VOCALSEP), "separate", "--quiet", "--overwrite", "--model", args.model,
-                    "-o", str(out), *map(str, inputs)]  # fmt: skip
+        def vocalsep(model: str) -> Callable[[list[Path], Path], list[str]]:
+            def command(inputs: list[Path], out: Path) -> list[str]:
+                return [str(VOCALSEP), "separate", "--quiet", "--overwrite", "--model", model,
+                        "--precision", args.precision, "-o", str(out),
+                        *map(str, inputs)]  # fmt: skip
+
+            return command
 
         def reference(inputs: list[Path], out: Path) -> list[str]:
             return [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPT), "-o", str(out), *map(str, inputs)]
 
-        systems = {"vocalsep": ours, **({"Spleeter 2stems": reference} if with_reference else {})}
+        systems = {"vocalsep": vocalsep(args.model)}
+        if args.baseline_model:
+            systems["vocalsep baseline"] = vocalsep(args.baseline_model)
+        if with_reference:
+            systems["Spleeter 2stems"] = reference
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for scenario, (inputs, runs) in scenarios.items():
             for run in range(runs):
@@ -164,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Separator({args.model!r})",
         )
     }
+    if args.baseline_model:
+        starts["vocalsep baseline"] = startup_seconds(
+            sys.executable,
+            AS_SEPARATE + "from vocalsep.separator import Separator",
+            f"Separator({args.baseline_model!r})",
+        )
     if with_reference:
         starts["Spleeter 2stems"] = startup_seconds(
             str(REFERENCE_PYTHON),

@@ -2,10 +2,11 @@
 
 1. ``vocalsep evaluate --model DIR --data ROOT --json`` (the command users run);
 2. independently: the validation tracks read with the ``musdb`` package (stempeg/ffmpeg, not
-   vocalsep's decoder), each mixture (the sum of its stems, vocalsep's convention) written to a
-   float wav, separated to files by ``vocalsep separate``, read back and scored by
-   ``museval.eval_mus_track``, aggregated by ``museval.EvalStore`` (median over frames, then
-   over tracks), with the MDX SDR computed here in numpy;
+   vocalsep's decoder), each track's own mixture (MUSDB's stream 0, which ``eval_mus_track``
+   and `vocalsep evaluate` use) written to a float wav, separated to files by ``vocalsep
+   separate``, read back and scored by ``museval.eval_mus_track``, aggregated by
+   ``museval.EvalStore`` (median over frames, then over tracks), with the MDX SDR computed
+   here in numpy;
 3. prints both and their difference; exits 1 when an SDR (BSSEval or MDX) differs by more than
    ``--tolerance``.
 
@@ -49,11 +50,15 @@ def _mdx_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def _vocalsep_references(database: musdb.DB, data: str) -> dict[str, dict[str, np.ndarray]]:
-    """The references as vocalsep's data package decodes them (``--references vocalsep``)."""
+    """The references and mixtures as vocalsep's data package decodes them (``--references
+    vocalsep``)."""
     from vocalsep.evaluation.sources import dataset_root, tracks_from_root
 
     decoded = {
-        track.track_id.split("/", 1)[1]: {source: track.source(source) for source in SOURCES}
+        track.track_id.split("/", 1)[1]: {
+            **{source: track.source(source) for source in SOURCES},
+            "mixture": track.mixture,
+        }
         for track in tracks_from_root(dataset_root(data))
         if not hasattr(track, "reason")
     }
@@ -76,11 +81,14 @@ def independent_scores(
         references = _vocalsep_references(database, data)
     else:
         references = {
-            track.name: {source: track.targets[source].audio for source in SOURCES}
+            track.name: {
+                **{source: track.targets[source].audio for source in SOURCES},
+                "mixture": track.audio,
+            }
             for track in database.tracks
         }
     for track in database.tracks:
-        mixture = sum(references[track.name].values())
+        mixture = references[track.name]["mixture"]
         sf.write(mixtures / f"{track.name}.wav", mixture, track.rate, subtype="FLOAT")
     _vocalsep(
         "separate",

@@ -10,8 +10,8 @@ import pytest
 import tf_keras as keras
 
 from vocalsep import cli
-from vocalsep.audio import synth
-from vocalsep.evaluation import sources
+from vocalsep.audio import io, synth
+from vocalsep.evaluation import evaluate, sources
 from vocalsep.model import export, unet
 
 TINY = unet.UNetConfig.tiny()
@@ -117,3 +117,58 @@ def test_a_musdb_folder_with_subsets_is_read_from_train(tmp_path: Path) -> None:
     )
     plain = sources.dataset_root(str(tmp_path / "musdb18" / "train"))
     assert (plain.path, plain.split_rule) == (str(tmp_path / "musdb18" / "train"), "auto")
+
+
+def _scaled_mixture_dataset(root: Path) -> None:
+    """Two hq tracks: synth_000's mixture.wav rewritten to half the stems' sum plus a tone (so
+    it is plainly not their sum), synth_001's removed (so only the stems are there)."""
+    first, second = synth.write_dataset(root, 2, 1.0, seed=3, layout="hq")
+    mixture = io.read_audio(first / "mixture.wav")
+    tone = 0.05 * np.sin(np.arange(len(mixture)) * 0.01)[:, np.newaxis]
+    io.write_audio(
+        first / "mixture.wav", (0.5 * mixture + tone).astype(np.float32), 44100, subtype="FLOAT"
+    )
+    (second / "mixture.wav").unlink()
+
+
+def test_evaluate_separates_the_dataset_mixture_where_a_track_has_one(tmp_path: Path) -> None:
+    _scaled_mixture_dataset(tmp_path / "songs")
+    tracks = list(sources.tracks_from_root(sources.dataset_root(str(tmp_path / "songs")), "all"))
+    own, summed = sorted(tracks, key=lambda track: track.track_id)
+    written = io.read_audio(tmp_path / "songs" / "synth_000" / "mixture.wav")
+    np.testing.assert_array_equal(own.mixture, written)
+    assert np.max(np.abs(own.mixture - (own.vocals + own.accompaniment))) > 0.05
+    assert summed.dataset_mixture is None
+    np.testing.assert_array_equal(summed.mixture, summed.vocals + summed.accompaniment)
+    # What `evaluate` hands each model is that mixture (a real scoring run, not a look at it).
+    received: list[np.ndarray] = []
+
+    def halves(mixture: np.ndarray) -> dict[str, np.ndarray]:
+        received.append(mixture)
+        return {"vocals": 0.5 * mixture, "accompaniment": 0.5 * mixture}
+
+    result = evaluate.evaluate({"halves": ("halves", halves)}, tracks, workers=1)
+    assert len(result.models["halves"].tracks) == 2
+    np.testing.assert_array_equal(received[0], written)
+    np.testing.assert_array_equal(received[1], summed.vocals + summed.accompaniment)
+    assert "own mixture" in evaluate.json_text(result.to_dict())
+
+
+def test_a_mixture_file_of_another_length_skips_the_track(tmp_path: Path) -> None:
+    (folder,) = synth.write_dataset(tmp_path / "songs", 1, 1.0, seed=4, layout="hq")
+    mixture = io.read_audio(folder / "mixture.wav")
+    io.write_audio(folder / "mixture.wav", mixture[:-5000], 44100, subtype="FLOAT")
+    (skipped,) = sources.tracks_from_root(sources.dataset_root(str(tmp_path / "songs")), "all")
+    assert isinstance(skipped, evaluate.SkippedTrack)
+    assert skipped.reason.startswith("length_mismatch") and "mixture" in skipped.reason
+
+
+def test_musdb_clips_are_scored_on_their_mixture_stream(shared_data: Path) -> None:
+    root = sources.dataset_root(str(shared_data / "musdb18-7"))
+    track = next(t for t in sources.tracks_from_root(root) if isinstance(t, evaluate.EvalTrack))
+    name = track.track_id.split("/", 1)[1]
+    stream_zero = io.read_audio(shared_data / "musdb18-7" / "train" / f"{name}.stem.mp4")
+    np.testing.assert_array_equal(track.mixture, stream_zero[: len(track.vocals)])
+    # Coded on its own, the mixture stream is close to the stems' sum but not equal to it.
+    difference = track.mixture - (track.vocals + track.accompaniment)
+    assert 0 < np.max(np.abs(difference)) < 0.5

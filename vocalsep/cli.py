@@ -186,7 +186,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vocalsep.evaluation import report
-    from vocalsep.evaluation.evaluate import json_text
+    from vocalsep.evaluation.evaluate import MIXTURE_CONVENTION, json_text
     from vocalsep.evaluation.gate import EvaluatorConfig
     from vocalsep.evaluation.run import evaluate_exports, metrics_document
     from vocalsep.evaluation.sources import dataset_root, tracks_from_root
@@ -198,7 +198,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         report_tracks=args.report_tracks,
     )
     root = dataset_root(args.data)
-    print(f"scoring the {args.split} split of {root.path} ({root.split_rule} split rule)")
+    print(
+        f"scoring the {args.split} split of {root.path} ({root.split_rule} split rule), "
+        f"separating {MIXTURE_CONVENTION}"
+    )
     result, decision = evaluate_exports(
         args.model,
         tracks_from_root(root, args.split),

@@ -10,6 +10,10 @@ Layouts (``DatasetRoot.layout``, detected when ``"auto"``):
 * ``channel_pairs``: ``<root>/<track>.<ext>``, two-channel files whose channels are the two
   sources (MIR-1K's original WAVs: left accompaniment, right vocals); see ``channel_map``.
 
+Where a track has its own mixture (MUSDB's stream 0, a ``mixture``/``mix`` file), it is recorded
+as ``TrackSource.mixture``: evaluation separates it, as a user would; training uses the exact
+sum of the stems.
+
 Discovery only lists files, so it is cheap and never rejects: a track missing a stem is still
 discovered (with ``missing`` set) and rejected, with its reason, where it is decoded. Paths go
 through ``tf.io.gfile``, so roots may live on any filesystem TensorFlow knows (``gs://``).
@@ -33,8 +37,11 @@ SPAN_TOKEN = "{SPAN}"
 STEM_MP4_SUFFIX = ".stem.mp4"
 # MUSDB18 stream order: 0 mixture, 1 drums, 2 bass, 3 other, 4 vocals.
 MUSDB_STREAMS: Mapping[str, int] = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}
+MUSDB_MIXTURE_STREAM = 0
+MIXTURE_ROLE = "mixture"
 HQ_STEMS = ("vocals", "drums", "bass", "other")
-MIXTURE_NAMES = frozenset({"mixture", "mix"})
+MIXTURE_NAMES = ("mixture", "mix")
+"""File names of a track's own mixture, the first found wins."""
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".mp4", ".wv"}
 )
@@ -145,7 +152,8 @@ class StemFile:
     """Where one stem's samples are: a file, an audio stream of it, or one channel of it."""
 
     role: str
-    """``vocals`` or ``accompaniment``; several accompaniment stems are summed."""
+    """``vocals`` or ``accompaniment`` (several accompaniment stems are summed), or
+    ``mixture`` for a track's own mixture."""
     path: str
     stream: int = 0
     channel: int = -1
@@ -166,6 +174,8 @@ class TrackSource:
     stems: tuple[StemFile, ...]
     missing: tuple[str, ...] = ()
     """Stems the layout requires but the folder lacks; such a track is rejected."""
+    mixture: StemFile | None = None
+    """The dataset's own mixture (role ``mixture``), where the track has one."""
 
 
 def _default_name(path: str) -> str:
@@ -246,18 +256,23 @@ def _track_names(path: str, layout: str) -> list[tuple[str, str]]:
 
 def _stems_of(
     root: DatasetRoot, layout: str, track_path: str
-) -> tuple[tuple[StemFile, ...], tuple[str, ...]]:
-    """The stem files of one track, and the names of required stems that are missing."""
+) -> tuple[tuple[StemFile, ...], tuple[str, ...], StemFile | None]:
+    """The stem files of one track, the names of required stems that are missing, and the
+    track's own mixture if it has one."""
     if layout == "musdb_stems":
         stems = tuple(
             StemFile("vocals" if stem == "vocals" else "accompaniment", track_path, stream)
             for stem, stream in MUSDB_STREAMS.items()
         )
-        return stems, ()
+        return stems, (), StemFile(MIXTURE_ROLE, track_path, MUSDB_MIXTURE_STREAM)
     if layout == "channel_pairs":
-        return tuple(
-            StemFile(role, track_path, channel=root.channel_map.index(role)) for role in SOURCES
-        ), ()
+        return (
+            tuple(
+                StemFile(role, track_path, channel=root.channel_map.index(role)) for role in SOURCES
+            ),
+            (),
+            None,
+        )
     files = _audio_files(_list_dir(track_path))
     if layout == "hq":
         missing = tuple(stem for stem in HQ_STEMS if stem not in files)
@@ -270,7 +285,11 @@ def _stems_of(
             missing = (*missing, "accompaniment")
     stems = [StemFile("vocals", join(track_path, files["vocals"]))] if "vocals" in files else []
     stems += [StemFile("accompaniment", join(track_path, files[n])) for n in accompaniment_names]
-    return tuple(stems), missing
+    mixture_name = next((name for name in MIXTURE_NAMES if name in files), None)
+    mixture = (
+        StemFile(MIXTURE_ROLE, join(track_path, files[mixture_name])) if mixture_name else None
+    )
+    return tuple(stems), missing, mixture
 
 
 def discover_tracks(
@@ -293,7 +312,7 @@ def discover_tracks(
     tracks = []
     for name, entry in names:
         track_path = join(root.path, entry)
-        stems, missing = _stems_of(root, layout, track_path)
+        stems, missing, mixture = _stems_of(root, layout, track_path)
         tracks.append(
             TrackSource(
                 track_id=f"{root.name}/{name}",
@@ -304,6 +323,7 @@ def discover_tracks(
                 path=track_path,
                 stems=stems,
                 missing=missing,
+                mixture=mixture,
             )
         )
     return tracks

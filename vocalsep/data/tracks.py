@@ -146,6 +146,28 @@ def _check_lengths(track: TrackSource, decoded: list[tuple[StemFile, np.ndarray]
     return shortest
 
 
+def load_mixture(track: TrackSource, config: IngestConfig, num_samples: int) -> np.ndarray | None:
+    """The track's own mixture at the model rate, ``num_samples`` long (the stems' length), or
+    None when the dataset has none.
+
+    This is what a user would separate (MUSDB's stream 0 is coded on its own, so it differs
+    slightly from the sum of the decoded stems); evaluation scores it, training keeps the sum.
+    A length beyond codec priming of the stems' raises StemLengthMismatchError.
+    """
+    if track.mixture is None:
+        return None
+    with local_copy(track.mixture.path) as path:
+        audio = io.read_audio(path, sample_rate=config.sample_rate, stream=track.mixture.stream)
+    if abs(len(audio) - num_samples) > LENGTH_TOLERANCE_FRAMES:
+        raise StemLengthMismatchError(
+            track.track_id,
+            f"the mixture ({_describe(track.mixture)}) has {len(audio)} samples at the model "
+            f"rate, the stems {num_samples}: more than the {LENGTH_TOLERANCE_FRAMES} codec "
+            "priming allows",
+        )
+    return np.pad(audio[:num_samples], [(0, max(num_samples - len(audio), 0)), (0, 0)])
+
+
 def load_track(track: TrackSource, config: IngestConfig) -> TrackAudio:
     """Decode and validate a track, or raise the typed error that says why it is unusable."""
     if track.missing:

@@ -26,21 +26,34 @@ from vocalsep.evaluation import metrics
 from vocalsep.evaluation.metrics import SOURCES, TrackScores
 
 SeparateFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+MIXTURE_CONVENTION = (
+    "the dataset's own mixture where a track has one (MUSDB stream 0, a mixture file), "
+    "else the sum of the sources"
+)
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalTrack:
-    """A whole eval track: float32 ``[samples, channels]`` sources; the mixture is their sum."""
+    """A whole eval track: float32 ``[samples, channels]`` sources and the mixture to separate.
+
+    ``dataset_mixture`` is the dataset's own mixture where it has one (MUSDB's stream 0, a
+    ``mixture.wav``), which is what users separate and what museval's ``eval_mus_track`` and
+    the MDX challenge score; without one, the mixture is the sum of the sources.
+    """
 
     track_id: str
     vocals: np.ndarray
     accompaniment: np.ndarray
     sample_rate: int
+    dataset_mixture: np.ndarray | None = None
 
     @property
     def mixture(self) -> np.ndarray:
+        """What is separated: the dataset's own mixture, else the sum of the sources."""
+        if self.dataset_mixture is not None:
+            return self.dataset_mixture
         return self.vocals + self.accompaniment
 
     def source(self, name: str) -> np.ndarray:
@@ -137,6 +150,7 @@ class EvaluationResult:
                 "jointly; median over frames, then median over tracks",
                 "mdx_sdr": "10 log10((sum s^2 + 1e-7) / (sum (s - s_hat)^2 + 1e-7)) per track "
                 "and source, mean over tracks",
+                "mixture": MIXTURE_CONVENTION,
             },
             "num_tracks": len(next(iter(self.models.values())).tracks) if self.models else 0,
             "skipped": [dataclasses.asdict(skip) for skip in self.skipped],

@@ -14,13 +14,16 @@ from vocalsep.data import splits
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import parse_example
 from vocalsep.data.roots import STEM_MP4_SUFFIX, DatasetRoot, discover_tracks, join, musdb_root
-from vocalsep.data.tracks import load_track, rejection_reason
+from vocalsep.data.tracks import load_mixture, load_track, rejection_reason
 from vocalsep.errors import AudioError, TrackRejectedError
 from vocalsep.evaluation.evaluate import EvalTrack, SkippedTrack
 
 
 def tracks_from_examples(split_dir: str) -> Iterator[EvalTrack | SkippedTrack]:
     """Whole-track examples of one ExampleGen split folder (``.../Split-eval``), file by file.
+
+    Examples hold the sources only, so these tracks' mixture is their sum (the SdrEvaluator's
+    convention, like the Trainer's validation).
 
     A record that does not parse, or a file whose compression is damaged, becomes a skip
     naming the file; later files are still read.
@@ -50,7 +53,8 @@ def tracks_from_root(
     root: DatasetRoot, split: str = splits.EVAL, ingest: IngestConfig | None = None
 ) -> Iterator[EvalTrack | SkippedTrack]:
     """The tracks of ``root`` in ``split`` (``"eval"``, ``"train"`` or ``"all"``), decoded as
-    the ExampleGen decodes them; rejected tracks become skips with the rejection reason."""
+    the ExampleGen decodes them, with the dataset's own mixture where a track has one;
+    rejected tracks become skips with the rejection reason."""
     ingest = ingest or IngestConfig()
     wanted: Sequence[str] = splits.SPLITS if split == "all" else (split,)
     for track in discover_tracks(root):
@@ -58,10 +62,13 @@ def tracks_from_root(
             continue
         try:
             audio = load_track(track, ingest)
+            mixture = load_mixture(track, ingest, audio.num_samples)
         except (TrackRejectedError, AudioError) as error:
             yield SkippedTrack(track.track_id, f"{rejection_reason(error)}: {error}")
             continue
-        yield EvalTrack(track.track_id, audio.vocals, audio.accompaniment, audio.sample_rate)
+        yield EvalTrack(
+            track.track_id, audio.vocals, audio.accompaniment, audio.sample_rate, mixture
+        )
 
 
 def dataset_root(path: str) -> DatasetRoot:

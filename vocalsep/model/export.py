@@ -231,6 +231,7 @@ def _stored_spleeter(
             variables.append(stored)
             by_stem[stem][name] = stored
     compute_dtype = inference_config.compute_dtype
+    forms = spleeter.serving_forms(config.depth) if inference_config.network_form == "fast" else {}
 
     def network_fn(features: tf.Tensor, stems: Any) -> dict[str, tf.Tensor]:
         features = tf.cast(features, compute_dtype)
@@ -239,6 +240,7 @@ def _stored_spleeter(
                 {name: tf.cast(value, compute_dtype) for name, value in by_stem[stem].items()},
                 features,
                 config.depth,
+                **forms,
             )
             for stem in stems
         }

@@ -21,6 +21,7 @@ MASK_TYPES = ("ratio", "direct")
 BAND_EXTENSIONS = ("repeat", "zeros")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 STORAGE_DTYPES = ("float32", "float16")
+NETWORK_FORMS = ("fast", "native")
 WIENER_EPSILON = 1.1920929e-07
 """float32's machine epsilon, norbert's default regulariser for the mixture covariance."""
 
@@ -56,7 +57,11 @@ class InferenceConfig:
     convolutions several times slower on CPU; ``compute_dtype="bfloat16"`` runs the network in
     bfloat16 (float32 weights and mask arithmetic), fast only on CPUs with bfloat16
     instructions; ``storage_dtype="float16"`` stores the network's weights in float16 in the
-    export (half the size) and computes with them cast back to float32.
+    export (half the size) and computes with them cast back to float32;
+    ``network_form="fast"`` runs parts of the ``spleeter`` architecture in faster forms of the
+    same function (``spleeter.serving_forms``: the last transposed convolution as a sub-pixel
+    convolution, the dilated one as ``conv2d``, batch norm fused), ``"native"`` as Spleeter's
+    graph (the shipped model's stems agree within 1.3e-5 on real music; BENCHMARKS.md).
     """
 
     sample_rate: int = 44100
@@ -72,6 +77,7 @@ class InferenceConfig:
     jit_compile: bool = False
     compute_dtype: str = "float32"
     storage_dtype: str = "float32"
+    network_form: str = "fast"
 
     def __post_init__(self) -> None:
         if self.sample_rate < 1:
@@ -91,6 +97,7 @@ class InferenceConfig:
             ("band_extension", BAND_EXTENSIONS),
             ("compute_dtype", COMPUTE_DTYPES),
             ("storage_dtype", STORAGE_DTYPES),
+            ("network_form", NETWORK_FORMS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
