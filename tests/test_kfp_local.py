@@ -104,11 +104,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     synth.write_dataset(root / "drops" / "span-2", 6, 6.0, seed=12, layout="hq")
     second = kfp_local_runner.run_kfp_local(config, DEFAULT_IMAGE)
     after_second = push.list_versions(config.serving_base_dir, config.model_name)
+    # A candidate the gate refuses: the same pipeline with its floor above any score.
+    refusing = dataclasses.replace(
+        config, evaluator=dataclasses.replace(config.evaluator, floor_db=100.0)
+    )
+    third = kfp_local_runner.run_kfp_local(refusing, DEFAULT_IMAGE)
+    after_third = push.list_versions(config.serving_base_dir, config.model_name)
     return {
         "root": root,
         "config": config,
-        "runs": (first, second),
-        "versions": (after_first, after_second),
+        "runs": (first, second, third),
+        "versions": (after_first, after_second, after_third),
     }
 
 
@@ -131,18 +137,18 @@ def test_the_scheduled_run_reads_the_new_drop(runs: dict) -> None:
         json.loads((folder / "summary.json").read_text())["span"]
         for folder in _outputs(runs["root"], "FileBasedExampleGen", "examples")
     ]
-    assert spans == [1, 2]
+    assert spans == [1, 2, 2]
 
 
 def test_first_run_starts_from_the_import_and_the_retraining_from_the_push(runs: dict) -> None:
-    after_first, _ = runs["versions"]
+    after_first, _, _ = runs["versions"]
     assert len(after_first) == 1
     records = [
         json.loads((folder / "warm_start.json").read_text())
         for folder in _outputs(runs["root"], "Trainer", "model_run")
     ]
-    assert len(records) == 2
-    first_base, second_base = _outputs(runs["root"], "BaseModel", "model")
+    assert len(records) == 3
+    first_base, second_base, _ = _outputs(runs["root"], "BaseModel", "model")
     served_first = Path(runs["config"].serving_base_dir) / "vocalsep" / str(after_first[0])
     for base, source in ((first_base, runs["root"] / "imported" / "Format-Serving"),
                          (second_base, served_first)):  # fmt: skip
@@ -154,16 +160,21 @@ def test_first_run_starts_from_the_import_and_the_retraining_from_the_push(runs:
 def test_the_retraining_is_gated_against_the_first_push_and_pushed_only_if_blessed(
     runs: dict,
 ) -> None:
-    (after_first, after_second) = runs["versions"]
-    first_gate, second_gate = (
+    after_first, after_second, after_third = runs["versions"]
+    first_gate, second_gate, third_gate = (
         json.loads((folder / "metrics.json").read_text())
         for folder in _outputs(runs["root"], "SdrEvaluator", "evaluation")
     )
     assert len(first_gate["models"]) == 1  # nothing served: the floor alone
     assert len(second_gate["models"]) == 2  # the candidate against the served version 1
-    blessed = second_gate["decision"]["blessed"]
-    assert blessed  # min_improvement_db=-100: any finite score passes
+    assert second_gate["decision"]["blessed"]  # min_improvement_db=-100: any score passes
     assert after_second == [*after_first, after_second[-1]] and after_second[-1] > after_first[0]
+    # Refused: the Pusher ran and pushed nothing, the served versions are as they were.
+    assert not third_gate["decision"]["blessed"]
+    (third_blessing,) = _outputs(runs["root"], "SdrEvaluator", "blessing")[2:]
+    assert (third_blessing / "NOT_BLESSED").is_file()
+    assert {step.name: step.status for step in runs["runs"][2].steps}["Pusher"] == "SUCCESS"
+    assert after_third == after_second
 
 
 def test_the_pushed_model_answers_grpc_from_a_container_of_the_image(runs: dict) -> None:
@@ -194,6 +205,36 @@ def test_data_outside_the_pipeline_root_is_named_before_anything_runs(tmp_path: 
     )
     with pytest.raises(OrchestratorError, match=r"elsewhere: outside .*root"):
         kfp_local_runner.run_kfp_local(config, DEFAULT_IMAGE)
+
+
+def test_a_failing_step_is_named_with_the_last_lines_of_its_log(tmp_path: Path) -> None:
+    _need_containers()
+    root = tmp_path / "root"
+    (root / "drops" / "span-1").mkdir(parents=True)  # a drop with no songs in it
+    with pytest.raises(OrchestratorError) as raised:
+        kfp_local_runner.run_kfp_local(_config(root), DEFAULT_IMAGE)
+    message = str(raised.value)
+    assert message.startswith("step FileBasedExampleGen failed")
+    assert "DatasetConfigError" in message and "no data drop matches span-{SPAN}/*" in message
+    assert str(root / "logs") in message
+
+
+def test_no_docker_daemon_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(OrchestratorError, match=r"no Docker daemon answers .* start one"):
+        kfp_local_runner.docker_client(DEFAULT_IMAGE)
+
+
+def test_a_root_the_images_user_cannot_write_is_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a user other than root or uid 1000, on a folder that user owns (mode 755)."""
+    folder = tmp_path / "root"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, 4321, 4321)
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)
+    with pytest.raises(OrchestratorError, match=r"not writable by the image's user.*chown -R 1000"):
+        kfp_local_runner.make_writable_for_image([folder])
 
 
 def test_a_missing_image_names_the_command_that_builds_it() -> None:

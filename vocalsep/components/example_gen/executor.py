@@ -105,11 +105,16 @@ def resolve_span(exec_properties: Mapping[str, Any], examples: Artifact) -> dict
         proto_utils.json_to_proto(
             exec_properties[standard_component_specs.RANGE_CONFIG_KEY], range_config
         )
-    fingerprint, span, version = example_gen_utils.calculate_splits_fingerprint_span_and_version(
-        exec_properties[standard_component_specs.INPUT_BASE_KEY],
-        input_config.splits,
-        range_config,
-    )
+    base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    try:
+        fingerprint, span, version = (
+            example_gen_utils.calculate_splits_fingerprint_span_and_version(
+                base, input_config.splits, range_config
+            )
+        )
+    except ValueError as error:  # TFX's way of saying no drop matches
+        patterns = ", ".join(split.pattern for split in input_config.splits)
+        raise DatasetConfigError(f"{base}: no data drop matches {patterns} ({error})") from None
     examples.span = span
     if version is not None:
         examples.version = version
