@@ -475,8 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serves a page (and its JSON API, see the README) where people upload a "
         "song in any format separate reads, follow its separation, listen to the mix, the "
         "vocals and the instrumental from the same position, and download them as wav, flac "
-        "or mp3. One song is separated at a time; the others wait in a queue. Listens on "
-        "127.0.0.1 (this machine only) unless --host says otherwise.",
+        "or mp3. One song is separated at a time (--workers with --server); the others wait in a "
+        "queue, recorded in the work dir so a restart loses none. Listens on 127.0.0.1 (this "
+        "machine only) unless --host says otherwise.",
     )
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     web.add_argument("--port", type=int, default=8080, help="port (%(default)s; 0: any free)")
