@@ -450,6 +450,9 @@ def test_the_page_runs_hardened_with_a_work_dir_that_outlives_the_pod_and_drains
     # Songs' jobs live in one pod: one replica, never two at once on the claim.
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # The per-client share counts people behind the Ingress, not the Ingress itself.
+    environment = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert environment["FORWARDED_ALLOW_IPS"] == "*"
     # SIGTERM: the running songs get --drain-seconds, open connections 5 s more, before the
     # kubelet's SIGKILL at the end of the grace period.
     grace = pod["terminationGracePeriodSeconds"]
