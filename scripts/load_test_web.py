@@ -169,7 +169,7 @@ class Client(threading.Thread):
         elapsed = time.monotonic() - sent
         frames = []
         for track in ("vocals", "accompaniment"):
-            status, _, audio = _request(self.url + job["tracks"][track]["wav"])
+            status, audio = self._download(self.url + job["tracks"][track]["wav"])
             if status != 200:
                 raise RuntimeError(f"job {job_id}: {track}.wav answered {status}")
             path = self.downloads / f"{job_id}-{track}.wav"
@@ -182,6 +182,22 @@ class Client(threading.Thread):
         with self.results.lock:
             self.results.done[job_id] = elapsed
             self.results.done_at.append(time.monotonic())
+
+    def _download(self, url: str) -> tuple[int, bytes]:
+        """A finished song's file; through a restart, once the server answers again."""
+        while True:
+            try:
+                status, _, data = _request(url)
+            except UnreachableError:
+                if time.monotonic() > self.give_up:
+                    raise
+                with self.results.lock:
+                    self.results.unreachable += 1
+                time.sleep(1.0)
+                continue
+            if status != 503 or time.monotonic() > self.give_up:
+                return status, data
+            time.sleep(POLL_S)
 
     def _follow(self, job_id: str) -> dict:
         while time.monotonic() < self.give_up:
