@@ -50,7 +50,14 @@ from vocalsep.separator import Separator
 from vocalsep.serving.client import ServingClient
 from vocalsep.web import server as web_server
 from vocalsep.web.app import create_app
-from vocalsep.web.jobs import JOBS_FOLDER, OUTPUT_BYTES_PER_SECOND, JobQueue, Limits
+from vocalsep.web.jobs import (
+    JOBS_FOLDER,
+    OUTPUT_BYTES_PER_SECOND,
+    JobNotFoundError,
+    JobQueue,
+    Limits,
+)
+from vocalsep.web.store import WorkDirBusyError
 
 RATE = 44100
 LIMIT_BYTES = 2**20
@@ -369,6 +376,17 @@ def test_an_uploaded_file_name_never_becomes_a_path(web: Web, tmp_path: Path) ->
     assert {path.parent for path in stored - records} <= {
         web.jobs_dir / name / "song" for name in _job_folders(web)
     }
+
+
+def test_a_song_sent_without_an_extension_is_separated(web: Web, tmp_path: Path) -> None:
+    """Stored as ``song.upload``: a bare ``song`` would block the ``song/`` folder of its
+    tracks (it did: the stems could not be moved into place)."""
+    song = _song(tmp_path / "s.flac", 1.0)
+    status, submitted = _upload(web.url, "track", song.read_bytes())
+    assert status == 202, submitted
+    job = _wait_for(web.url, submitted["id"])
+    assert job["state"] == "done", job["error"]
+    assert set(job["tracks"]) == TRACKS
 
 
 def test_unknown_jobs_and_files_are_404(web: Web, tmp_path: Path) -> None:
@@ -846,3 +864,41 @@ def test_a_restart_resumes_the_queue_in_order_and_separates_the_interrupted_song
     assert [(job_id, state) for job_id, state, _ in stored] == [(i, "done") for i in ids]
     started = [when for _, _, when in stored]
     assert started == sorted(started), "separated out of their order"
+
+
+def test_job_records_are_checked_before_they_are_trusted_and_kept_to_one_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows another program (or a bad disk) wrote are skipped, not followed as paths; a
+    second server on the same work dir is refused."""
+    work_dir = tmp_path / "work"
+    unused = contextlib.nullcontext
+    queue = JobQueue(unused, work_dir, MAX_AGE_S)
+    good = secrets.token_hex(16)
+    (work_dir / JOBS_FOLDER / good / "song").mkdir(parents=True)
+    with pytest.raises(WorkDirBusyError, match="another vocalsep web is using this work dir"):
+        JobQueue(unused, work_dir, MAX_AGE_S)
+    queue.stop()
+    with contextlib.closing(sqlite3.connect(work_dir / "jobs.sqlite3")) as database, database:
+        rows = [
+            (good, "song.mp3", "song.mp3", "done", '["mix", "vocals"]'),
+            ("../../etc", "x.mp3", "song.mp3", "done", "[]"),
+            (secrets.token_hex(16), "y.mp3", "../../../etc/passwd", "queued", "[]"),
+            (secrets.token_hex(16), "z.mp3", "song.mp3", "exploded", "[]"),
+            (secrets.token_hex(16), "w.mp3", "song.mp3", "done", '["../../x"]'),
+        ]
+        database.executemany(
+            "INSERT INTO jobs (id, name, client, song, state, created, ended, tracks) "
+            "VALUES (?, ?, '', ?, ?, 0, 1, ?)",
+            rows,
+        )
+    queue = JobQueue(unused, work_dir, MAX_AGE_S)
+    try:
+        assert queue.get(good).tracks == ("mix", "vocals")
+        for job_id, *_ in rows[1:]:
+            with pytest.raises(JobNotFoundError):
+                queue.get(job_id)
+        skipped = [record.getMessage() for record in caplog.records]
+        assert len(skipped) == 4 and all("row skipped" in line for line in skipped), skipped
+    finally:
+        queue.stop()

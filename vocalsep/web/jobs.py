@@ -181,8 +181,8 @@ class JobQueue:
                     job.state, job.started = QUEUED, None
                     self._waiting.append(job)
                 self._store.save(job)
-            elif job.state == DONE:
-                job.song.unlink(missing_ok=True)  # a stop between the record and the removal
+            elif job.state == DONE and job.song.is_file():
+                job.song.unlink()  # a stop came between the record and the removal
             self._jobs[job.id] = job
         return len(self._waiting)
 

@@ -28,6 +28,7 @@ ENVELOPE_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 200
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 _FOLDERS = re.compile(r"[\\/]")
+UNKNOWN_EXTENSION = ".upload"
 
 
 class UploadError(VocalsepError):
@@ -57,9 +58,10 @@ def display_name(filename: str) -> str:
 
 
 def stored_name(name: str) -> str:
-    """``song`` plus the sender's extension if it looks like one: ffmpeg guesses by it."""
+    """``song`` plus the sender's extension if it looks like one (ffmpeg guesses by it), else
+    ``.upload``: a bare ``song`` would be in the way of the ``song/`` folder its tracks go to."""
     suffix = PurePosixPath(name).suffix.lower()
-    return SONG + (suffix if _EXTENSION.fullmatch(suffix) else "")
+    return SONG + (suffix if _EXTENSION.fullmatch(suffix) else UNKNOWN_EXTENSION)
 
 
 async def receive(
