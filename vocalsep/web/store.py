@@ -33,7 +33,7 @@ LOCK = "jobs.lock"
 SCHEMA_VERSION = 1
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 SONG = "song"
-"""The upload is stored as ``song<ext>``; its tracks land in ``song/``."""
+"""The upload is stored as ``song.<ext>``; its tracks land in ``song/``."""
 STORED_SONG = re.compile(r"song\.[a-z0-9]{1,8}")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 STATES = (QUEUED, RUNNING, DONE, FAILED)

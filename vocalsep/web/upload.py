@@ -5,7 +5,8 @@ and ``curl -F file=@song.mp3`` send). It is parsed as it arrives, so nothing is 
 or written anywhere but the job folder. A body over the limit is refused with 413 once its
 declared length (``Content-Length``) or the bytes received so far show it, before the rest is
 read. The sender's file name is kept for display only: the song is stored as ``song<ext>``,
-with the name's extension if it looks like one, since ffmpeg guesses some formats by it.
+with the name's extension if it looks like one, since ffmpeg guesses some formats by it
+(``song.upload`` otherwise).
 """
 
 from __future__ import annotations
