@@ -807,8 +807,9 @@ def _stored_jobs(work_dir: Path) -> list[tuple[str, str, float | None]]:
 def test_a_restart_resumes_the_queue_in_order_and_separates_the_interrupted_song_again(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """SIGTERM while one song runs and three wait (no grace: the running one goes back to the
-    queue); the next start separates all four, the interrupted one first, and says so."""
+    """SIGTERM while one song runs and three wait, and a second SIGTERM that ends the grace
+    period (10 minutes) at once: the running song goes back to the queue. The next start
+    separates all four, the interrupted one first, and says so."""
     work_dir = tmp_path / "work"
     songs = [_song(tmp_path / f"song {number}.flac", 40.0, seed=number) for number in range(4)]
 
@@ -816,7 +817,7 @@ def test_a_restart_resumes_the_queue_in_order_and_separates_the_interrupted_song
         page = _vocalsep(
             "web",
             *("--model", str(tiny_model_dir), "--port", "0", "--work-dir", str(work_dir)),
-            *("--drain-seconds", "0"),
+            *("--drain-seconds", "600"),
         )
         assert page.stdout is not None
         lines = [page.stdout.readline() for _ in range(3)]
@@ -831,8 +832,13 @@ def test_a_restart_resumes_the_queue_in_order_and_separates_the_interrupted_song
             assert status == 202, submitted
             ids.append(submitted["id"])
         running = _wait_for(url, ids[0], ("running",))
+        page.send_signal(signal.SIGTERM)
+        give_up = time.monotonic() + WAIT_S
+        while _request(f"{url}/api/ready")[0] != 503:  # draining (signals do not queue up)
+            assert time.monotonic() < give_up, "SIGTERM did not start a drain"
+            time.sleep(0.01)
     finally:
-        stdout, stderr = _stop(page)
+        stdout, stderr = _stop(page)  # the second
     assert running["seconds_done"] < 40.0
     assert stderr == "", stderr[-3000:]
     assert stdout.splitlines()[-1] == (

@@ -161,6 +161,7 @@ class JobQueue:
         self._returned: set[str] = set()
         self._run_seconds: deque[float] = deque(maxlen=RUNS_REMEMBERED)
         self._draining = threading.Event()
+        self._hurry = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
         self._retry_after_stop_s = DEFAULT_RETRY_S
@@ -215,7 +216,11 @@ class JobQueue:
         deadline = time.monotonic() + grace_s
         with self._lock:
             self._lock.notify_all()
-            while self._running and (left := deadline - time.monotonic()) > 0:
+            while (
+                self._running
+                and not self._hurry.is_set()
+                and (left := deadline - time.monotonic()) > 0
+            ):
                 self._lock.wait(left)
             returned = sorted(self._running.values(), key=lambda job: job.started or 0.0)
             for job in reversed(returned):
@@ -225,6 +230,17 @@ class JobQueue:
                 self._save(job)
                 self._waiting.appendleft(job)
             return len(returned), len(self._waiting)
+
+    def hurry(self) -> None:
+        """Ends a drain's grace period now: its running songs go back to the queue."""
+        self._hurry.set()
+        with self._lock:
+            self._lock.notify_all()
+
+    def unfinished(self) -> int:
+        """Songs queued or running: after a stop, what the next start separates."""
+        with self._lock:
+            return len(self._waiting) + len(self._running)
 
     def stop(self, wait_s: float = 5.0) -> None:
         """Stops the workers and closes the records; a separation still running is abandoned

@@ -8,7 +8,8 @@ per-request access log is off, its warnings and errors still show.
 SIGTERM (what Kubernetes sends at every rollout) or Ctrl-C drains first: new songs get 503 and
 the readiness probe says not ready, the running songs get ``drain_seconds`` to finish and
 otherwise go back to the queue, recorded for the next start; then the server stops. A second
-signal stops it at once (the running songs are still recorded as running, and run again).
+signal ends the grace period at once; a third stops the server without waiting for open
+connections (songs still running are recorded as running, and run again at the next start).
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def serve(separator: SeparatorSource, config: WebConfig, model: str) -> None:
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
         )
-        returned, queued = _run_until_stopped(server, listening, queue, config.drain_seconds)
+        returned = _run_until_stopped(server, listening, queue, config.drain_seconds)
+        queued = queue.unfinished()  # a second signal leaves songs running: they count too
         kept = (
             f"{queued} queued songs dropped with the temporary work dir (--work-dir keeps them)"
             if config.work_dir is None
@@ -117,26 +119,33 @@ def serve(separator: SeparatorSource, config: WebConfig, model: str) -> None:
 
 def _run_until_stopped(
     server: uvicorn.Server, listening: socket.socket, queue: JobQueue, drain_seconds: float
-) -> tuple[int, int]:
+) -> int:
     """Serves on a thread until SIGINT or SIGTERM, drains the queue, then shuts down (a second
-    signal: at once). Returns how many running songs went back to the queue, and its length.
+    signal cuts the drain short, a third the shutdown). Returns how many running songs went
+    back to the queue.
 
     Run on the main thread, uvicorn raises the signal again once it has shut down, which would
     end the process before the temporary work dir is removed; this returns instead.
     """
-    drained: list[tuple[int, int]] = []
+    drained: list[int] = []
     draining: list[threading.Thread] = []
 
     def drain() -> None:
-        drained.append(queue.drain(drain_seconds))
+        drained.append(queue.drain(drain_seconds)[0])
         server.should_exit = True
 
+    signals = 0
+
     def stop(signal_number: int, frame: object) -> None:
-        if draining:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            draining.append(threading.Thread(target=drain, name="vocalsep-web-drain", daemon=True))
+            draining[0].start()
+        elif signals == 2:
+            queue.hurry()
+        else:
             server.force_exit = server.should_exit = True
-            return
-        draining.append(threading.Thread(target=drain, name="vocalsep-web-drain", daemon=True))
-        draining[0].start()
 
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="uvicorn")
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -147,7 +156,7 @@ def _run_until_stopped(
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    return drained[0] if drained else (0, 0)
+    return drained[0] if drained else 0
 
 
 def _report(job: Job) -> None:
