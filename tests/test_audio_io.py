@@ -523,6 +523,17 @@ def test_not_audio(tmp_path: Path, name: str, content: bytes, cause: str) -> Non
     assert_error(error, path, cause)
 
 
+@needs_ffmpeg
+def test_a_text_file_named_mp3_is_called_not_a_recognised_format(tmp_path: Path) -> None:
+    """libsndfile says "File does not exist or is not a regular file" of it: it exists."""
+    path = tmp_path / "lyrics.mp3"
+    path.write_text("Verse one, a song about songs\n")
+    with pytest.raises(NotAudioError) as error:
+        io.probe(path)
+    assert_error(error, path, "(libsndfile: not a recognised audio format; ffprobe: ")
+    assert "regular file" not in str(error.value) and "pipe" not in str(error.value)
+
+
 def test_zero_byte_file_is_empty(tmp_path: Path) -> None:
     path = tmp_path / "zero.wav"
     path.touch()

@@ -30,6 +30,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from vocalsep import cli
 from vocalsep.pipeline.config import DEFAULT_IMAGE
+from vocalsep.web import server as web_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 K8S = REPO_ROOT / "k8s"
@@ -425,21 +426,44 @@ def test_the_page_separates_through_the_model_servers_grpc_service(web_target: s
     assert deployment["spec"]["template"]["metadata"]["labels"][key] == value
 
 
-def test_the_page_runs_hardened_with_a_scratch_work_dir_and_probes(web_target: str) -> None:
-    deployment = _one(_part(_render(web_target), WEB), "Deployment")
+def test_the_page_runs_hardened_with_a_work_dir_that_outlives_the_pod_and_drains(
+    web_target: str,
+) -> None:
+    """The work dir (uploads, stems, the job database) on the web part's own claim, so a
+    rollout keeps the songs accepted; the pod has time to drain, and is not ready meanwhile."""
+    web = _part(_render(web_target), WEB)
+    deployment = _one(web, "Deployment")
     _assert_hardened(deployment)
     pod = deployment["spec"]["template"]["spec"]
     container = _container(deployment)
     args = cli.build_parser().parse_args([*container["command"][1:], *container["args"]])
     volumes = {v["name"]: v for v in pod["volumes"]}
     (work,) = [m for m in container["volumeMounts"] if m["mountPath"] == args.work_dir]
-    assert "emptyDir" in volumes[work["name"]] and not work.get("readOnly")
-    # Songs' jobs live in one pod: one replica, never two at once during a rollout.
+    assert not work.get("readOnly")
+    claim = _one(web, "PersistentVolumeClaim")
+    assert volumes[work["name"]]["persistentVolumeClaim"] == {
+        "claimName": claim["metadata"]["name"]
+    }
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # The disk budget fits the claim, so finished songs make room before the volume fills.
+    assert args.max_disk_gb * 2**30 < _quantity(claim["spec"]["resources"]["requests"]["storage"])
+    # Songs' jobs live in one pod: one replica, never two at once on the claim.
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    # The per-client share counts people behind the Ingress, not the Ingress itself.
+    environment = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert environment["FORWARDED_ALLOW_IPS"] == "*"
+    # SIGTERM: the running songs get --drain-seconds, open connections 5 s more, before the
+    # kubelet's SIGKILL at the end of the grace period.
+    grace = pod["terminationGracePeriodSeconds"]
+    assert args.drain_seconds + web_server.GRACEFUL_SHUTDOWN_S < grace
+    for probe, path in (
+        ("startupProbe", "/api"),
+        ("readinessProbe", "/api/ready"),
+        ("livenessProbe", "/api"),
+    ):
         check = container[probe]["httpGet"]
-        assert check["path"] == "/api" and _port_number(container, check["port"]) == WEB_PORT
+        assert check["path"] == path and _port_number(container, check["port"]) == WEB_PORT
     for name in ("cpu", "memory"):
         request = _quantity(container["resources"]["requests"][name])
         assert 0 < request <= _quantity(container["resources"]["limits"][name])

@@ -20,14 +20,16 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import portpicker
@@ -48,7 +50,14 @@ from vocalsep.separator import Separator
 from vocalsep.serving.client import ServingClient
 from vocalsep.web import server as web_server
 from vocalsep.web.app import create_app
-from vocalsep.web.jobs import JOBS_FOLDER, JobQueue
+from vocalsep.web.jobs import (
+    JOBS_FOLDER,
+    OUTPUT_BYTES_PER_SECOND,
+    JobNotFoundError,
+    JobQueue,
+    Limits,
+)
+from vocalsep.web.store import WorkDirBusyError
 
 RATE = 44100
 LIMIT_BYTES = 2**20
@@ -90,9 +99,22 @@ def web(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield separator
 
     work_dir = tmp_path_factory.mktemp("web") / "work"
-    queue = JobQueue(held_at_the_gate, work_dir, MAX_AGE_S)
+    with _serving(held_at_the_gate, work_dir, gate, LIMIT_BYTES) as web:
+        yield web
+
+
+@contextlib.contextmanager
+def _serving(
+    separator: Callable[[], contextlib.AbstractContextManager[Separator]],
+    work_dir: Path,
+    gate: threading.Event,
+    limit_bytes: int,
+    limits: Limits = Limits(),  # noqa: B008 (frozen)
+) -> Iterator[Web]:
+    """The page over a new job queue, in uvicorn on a thread, on a free loopback port."""
+    queue = JobQueue(separator, work_dir, MAX_AGE_S, limits=limits)
     config = uvicorn.Config(
-        create_app(queue, LIMIT_BYTES), log_config=None, log_level="warning", access_log=False
+        create_app(queue, limit_bytes), log_config=None, log_level="warning", access_log=False
     )
     server = uvicorn.Server(config)
     listening = web_server.bind("127.0.0.1", 0)
@@ -110,6 +132,28 @@ def web(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         server.should_exit = True
         thread.join(60)
         listening.close()
+
+
+@pytest.fixture
+def gated(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Web]]:
+    """Starts pages of their own (limits, a drain) over the tiny model, each with its gate."""
+    separator = Separator(tiny_model_dir, block_seconds=1.0)
+    with contextlib.ExitStack() as stack:
+
+        def start(limit_bytes: int = LIMIT_BYTES, **limits: Any) -> Web:
+            gate = threading.Event()
+            gate.set()
+
+            @contextlib.contextmanager
+            def held_at_the_gate() -> Iterator[Separator]:
+                gate.wait()
+                yield separator
+
+            work_dir = tmp_path / f"work-{secrets.token_hex(4)}"
+            serving = _serving(held_at_the_gate, work_dir, gate, limit_bytes, Limits(**limits))
+            return stack.enter_context(serving)
+
+        yield start
 
 
 def _song(path: Path, seconds: float, seed: int = 0) -> Path:
@@ -320,9 +364,29 @@ def test_an_uploaded_file_name_never_becomes_a_path(web: Web, tmp_path: Path) ->
     assert sorted(path.name for path in folder.rglob("*")) == sorted(
         ["song", *(f"{track}.{kind}" for track in TRACKS for kind in ("wav", "png"))]
     )
-    assert {path.parent for path in web.work_dir.rglob("*") if path.is_file()} <= {
+    # Besides the songs' folders, only the job records (and the lock that keeps them to one).
+    stored = {path for path in web.work_dir.rglob("*") if path.is_file()}
+    records = {path for path in stored if path.parent == web.work_dir}
+    assert {path.name for path in records} <= {
+        "jobs.sqlite3",
+        "jobs.sqlite3-wal",
+        "jobs.sqlite3-shm",
+        "jobs.lock",
+    }
+    assert {path.parent for path in stored - records} <= {
         web.jobs_dir / name / "song" for name in _job_folders(web)
     }
+
+
+def test_a_song_sent_without_an_extension_is_separated(web: Web, tmp_path: Path) -> None:
+    """Stored as ``song.upload``: a bare ``song`` would block the ``song/`` folder of its
+    tracks (it did: the stems could not be moved into place)."""
+    song = _song(tmp_path / "s.flac", 1.0)
+    status, submitted = _upload(web.url, "track", song.read_bytes())
+    assert status == 202, submitted
+    job = _wait_for(web.url, submitted["id"])
+    assert job["state"] == "done", job["error"]
+    assert set(job["tracks"]) == TRACKS
 
 
 def test_unknown_jobs_and_files_are_404(web: Web, tmp_path: Path) -> None:
@@ -436,10 +500,13 @@ def test_vocalsep_web_separates_on_tf_serving_and_keeps_the_terminal_clean(
             stdout, stderr = _stop(page)
     finally:
         _, serve_log = _stop(serve)
-    # Only its own lines: the address, the model, the work dir, one line per song.
+    # Only its own lines: the address, the model, the work dir, one line per song, the stop.
     lines = (first + second + stdout).splitlines()
     assert all(line.startswith("vocalsep web: ") for line in lines), lines
-    assert lines[-1] == "vocalsep web: song.wav: separated (2.0 s of audio)"
+    assert lines[-2:] == [
+        "vocalsep web: song.wav: separated (2.0 s of audio)",
+        "vocalsep web: stopped; 0 queued songs kept for the next start",
+    ]
     assert stderr == "", stderr[-3000:]
     assert ".cc:" not in serve_log and "Traceback" not in serve_log, serve_log[-3000:]
 
@@ -547,3 +614,297 @@ def test_the_page_separates_plays_switches_and_downloads_in_chromium(
     wait.until(lambda _: error.is_displayed())
     assert error.text.startswith("fake.mp3: not a recognised audio file ("), error.text
     _screenshot(driver, screenshots, "web-error", 390)
+
+
+def _ffmpeg(target: Path, *args: str) -> Path:
+    """A file made by ffmpeg (``-f`` and all), streamed to ``target`` as through a pipe."""
+    with target.open("wb") as out:
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", *args, "pipe:1"], stdout=out, check=True
+        )
+    return target
+
+
+def _upload_from(
+    web: Web, client: str, name: str, data: bytes
+) -> tuple[int, http.client.HTTPMessage, dict]:
+    """An upload relayed for ``client``: uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1, as
+    it would from an Ingress named in ``FORWARDED_ALLOW_IPS``."""
+    body, content_type = _multipart(name, data)
+    headers = {"Content-Type": content_type, "X-Forwarded-For": client}
+    status, response_headers, payload = _request(f"{web.url}/api/jobs", body, headers)
+    return status, response_headers, json.loads(payload)
+
+
+def test_a_two_hour_low_bitrate_mp3_is_refused_by_its_header_before_it_queues(
+    gated: Callable[..., Web], tmp_path: Path
+) -> None:
+    """7 MB at 8 kbit/s holds two hours: it would occupy the worker for all of them."""
+    song = _ffmpeg(
+        tmp_path / "two hours.mp3",
+        *("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "7200"),
+        *("-c:a", "libmp3lame", "-b:a", "8k", "-f", "mp3"),
+    )
+    assert song.stat().st_size > 6 * 2**20
+    web = gated(limit_bytes=16 * 2**20, max_minutes=20.0)
+    status, body = _upload(web.url, song.name, song.read_bytes())
+    assert (status, body) == (
+        422,
+        {
+            "error": "two hours.mp3: too long: 120.0 minutes, the limit is 20 minutes",
+            "type": "SongTooLongError",
+        },
+    )
+    assert _job_folders(web) == set()
+    status, info = _request(f"{web.url}/api")[::2]
+    assert status == 200 and json.loads(info)["max_minutes"] == 20.0
+
+
+def test_a_song_whose_header_hides_its_length_is_held_to_the_limit_as_it_decodes(
+    gated: Callable[..., Web], tmp_path: Path
+) -> None:
+    """Matroska written to a pipe has no duration: accepted, then failed alone at the limit."""
+    song = _ffmpeg(
+        tmp_path / "stream.mkv",
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000:duration=150"),
+        *("-c:a", "flac", "-f", "matroska"),
+    )
+    assert io.probe(song).duration_seconds is None
+    web = gated(limit_bytes=16 * 2**20, max_minutes=2.0)
+    status, submitted = _upload(web.url, song.name, song.read_bytes())
+    assert status == 202, submitted
+    assert submitted["seconds_total"] is None
+    short = _song(tmp_path / "short.flac", 1.0)
+    status, after = _upload(web.url, short.name, short.read_bytes())
+    assert status == 202, after
+    job = _wait_for(web.url, submitted["id"])
+    assert (job["state"], job["error"]) == (
+        "failed",
+        "stream.mkv: too long: over the limit of 2 minutes",
+    )
+    assert job["seconds_done"] <= 120.0 + 1.0  # stopped at the limit, not at the end
+    assert submitted["id"] not in _job_folders(web)
+    # That song's failure alone: the next one is separated.
+    assert _wait_for(web.url, after["id"])["state"] == "done"
+
+
+def test_a_full_queue_gets_429_with_retry_after_and_one_sender_only_its_share(
+    gated: Callable[..., Web], tmp_path: Path
+) -> None:
+    web = gated(max_queue=3, max_per_client=2)
+    song = _song(tmp_path / "song.flac", 1.0).read_bytes()
+    web.gate.clear()
+    try:
+        mine = [_upload_from(web, "192.0.2.1", f"mine {n}.flac", song) for n in range(2)]
+        assert [status for status, _, _ in mine] == [202, 202]
+        status, headers, refused = _upload_from(web, "192.0.2.1", "one more.flac", song)
+        assert (status, refused["type"]) == (429, "ClientShareError")
+        assert refused["error"] == (
+            "you already have 2 songs in the queue, the most one sender may have: "
+            "send this one when one of them is done"
+        )
+        assert int(headers["Retry-After"]) == refused["retry_after_s"] >= 1
+        status, _, theirs = _upload_from(web, "192.0.2.2", "theirs.flac", song)
+        assert status == 202, theirs
+        status, headers, refused = _upload_from(web, "192.0.2.3", "late.flac", song)
+        assert (status, refused["type"]) == (429, "QueueFullError")
+        assert refused["error"] == "the queue is full (3 songs): try again later"
+        assert int(headers["Retry-After"]) >= 1
+        assert len(_job_folders(web)) == 3
+    finally:
+        web.gate.set()
+    for job_id in [body["id"] for _, _, body in mine] + [theirs["id"]]:
+        assert _wait_for(web.url, job_id)["state"] == "done"
+    # Places free as songs end: the same sender is served again.
+    status, _, again = _upload_from(web, "192.0.2.1", "one more.flac", song)
+    assert status == 202, again
+
+
+def test_a_full_disk_budget_removes_the_oldest_finished_songs_then_answers_507(
+    gated: Callable[..., Web], tmp_path: Path
+) -> None:
+    web = gated()
+    song = _song(tmp_path / "song.wav", 3.0).read_bytes()
+    finished = []
+    for number in range(2):
+        status, body = _upload(web.url, f"old {number}.wav", song)
+        assert status == 202, body
+        assert _wait_for(web.url, body["id"])["state"] == "done"
+        finished.append(body["id"])
+    on_disk = web.queue.disk_bytes()
+    budgeted = len(song) + 3.0 * OUTPUT_BYTES_PER_SECOND  # what a waiting 3 s song reserves
+    # Room for one more song once the older finished song is removed, not with both kept.
+    budget = round(on_disk + budgeted - on_disk / 4)
+    web.queue.limits = dataclasses.replace(web.queue.limits, disk_budget_bytes=budget)
+    web.gate.clear()
+    try:
+        status, accepted = _upload(web.url, "new.wav", song)
+        assert status == 202, accepted
+        assert _job(web.url, finished[0])[0] == 404
+        assert _job(web.url, finished[1])[1]["state"] == "done"
+        # Another: even with every finished song gone, the waiting songs' results leave no room.
+        status, refused = _upload(web.url, "too many.wav", song)
+        assert (status, refused["type"]) == (507, "DiskBudgetError")
+        assert refused["error"].startswith(
+            f"no room for another song: the server's disk budget of {budget / 2**30:g} GB"
+        )
+        assert _job(web.url, finished[1])[0] == 404
+        assert _job_folders(web) == {accepted["id"]}
+    finally:
+        web.gate.set()
+    assert _wait_for(web.url, accepted["id"])["state"] == "done"
+    assert web.queue.disk_bytes() <= budget
+
+
+def test_a_stop_drains_new_songs_get_503_and_the_running_one_finishes_in_its_grace(
+    gated: Callable[..., Web], tmp_path: Path
+) -> None:
+    web = gated()
+    song = _song(tmp_path / "song.flac", 1.0).read_bytes()
+    assert _request(f"{web.url}/api/ready")[0] == 200
+    web.gate.clear()
+    drained: list[tuple[int, int]] = []
+    try:
+        running = _upload(web.url, "running.flac", song)[1]
+        _wait_for(web.url, running["id"], ("running",))
+        queued = _upload(web.url, "queued.flac", song)[1]
+        drain = threading.Thread(target=lambda: drained.append(web.queue.drain(WAIT_S)))
+        drain.start()
+        give_up = time.monotonic() + WAIT_S
+        while not web.queue.draining:
+            assert time.monotonic() < give_up
+            time.sleep(0.01)
+        status, _, payload = _request(f"{web.url}/api/ready")
+        assert (status, json.loads(payload)) == (503, {"ready": False, "reason": "stopping"})
+        body, content_type = _multipart("late.flac", song)
+        status, headers, payload = _request(
+            f"{web.url}/api/jobs", body, {"Content-Type": content_type}
+        )
+        refused = json.loads(payload)
+        assert (status, refused["type"]) == (503, "ShuttingDownError")
+        assert int(headers["Retry-After"]) > 0
+    finally:
+        web.gate.set()
+    drain.join(WAIT_S)
+    # The running song finished within its grace; the queued one waits for the next start.
+    assert drained == [(0, 1)]
+    assert _job(web.url, running["id"])[1]["state"] == "done"
+    assert _job(web.url, queued["id"])[1]["state"] == "queued"
+
+
+def test_workers_above_one_need_a_model_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["web", "--workers", "2"]) == cli.EXIT_USAGE
+    assert "--workers above 1 needs --server" in capsys.readouterr().err
+
+
+def _stored_jobs(work_dir: Path) -> list[tuple[str, str, float | None]]:
+    """(id, state, started) of each job record, in order of arrival, as the server left them."""
+    with contextlib.closing(sqlite3.connect(work_dir / "jobs.sqlite3")) as database:
+        return database.execute("SELECT id, state, started FROM jobs ORDER BY seq").fetchall()
+
+
+@pytest.mark.slow  # starts vocalsep web as a process, twice
+def test_a_restart_resumes_the_queue_in_order_and_separates_the_interrupted_song_again(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """SIGTERM while one song runs and three wait, and a second SIGTERM that ends the grace
+    period (10 minutes) at once: the running song goes back to the queue. The next start
+    separates all four, the interrupted one first, and says so."""
+    work_dir = tmp_path / "work"
+    songs = [_song(tmp_path / f"song {number}.flac", 40.0, seed=number) for number in range(4)]
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        page = _vocalsep(
+            "web",
+            *("--model", str(tiny_model_dir), "--port", "0", "--work-dir", str(work_dir)),
+            *("--drain-seconds", "600"),
+        )
+        assert page.stdout is not None
+        lines = [page.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("vocalsep web: http://127.0.0.1:"), lines
+        return page, lines[0].split()[2].rstrip("/")
+
+    page, url = start()
+    try:
+        ids = []
+        for song in songs:
+            status, submitted = _upload(url, song.name, song.read_bytes())
+            assert status == 202, submitted
+            ids.append(submitted["id"])
+        running = _wait_for(url, ids[0], ("running",))
+        page.send_signal(signal.SIGTERM)
+        give_up = time.monotonic() + WAIT_S
+        while _request(f"{url}/api/ready")[0] != 503:  # draining (signals do not queue up)
+            assert time.monotonic() < give_up, "SIGTERM did not start a drain"
+            time.sleep(0.01)
+    finally:
+        stdout, stderr = _stop(page)  # the second
+    assert running["seconds_done"] < 40.0
+    assert stderr == "", stderr[-3000:]
+    assert stdout.splitlines()[-1] == (
+        "vocalsep web: stopped; 4 queued songs kept for the next start, 1 of them unfinished "
+        "at the stop"
+    )
+    assert [(job_id, state) for job_id, state, _ in _stored_jobs(work_dir)] == [
+        (job_id, "queued") for job_id in ids
+    ]
+
+    page, url = start()
+    try:
+        assert page.stdout is not None
+        assert page.stdout.readline() == (
+            "vocalsep web: 4 songs accepted before the last stop are queued again, in their order\n"
+        )
+        for job_id in ids:
+            job = _wait_for(url, job_id)
+            assert job["state"] == "done", job["error"]
+            _, vocals = _download(url + job["tracks"]["vocals"]["wav"], tmp_path / "v.wav")
+            assert io.probe(vocals).frames == 40 * RATE
+    finally:
+        stdout, stderr = _stop(page)
+    assert stderr == "", stderr[-3000:]
+    assert (
+        stdout.splitlines()[-1] == "vocalsep web: stopped; 0 queued songs kept for the next start"
+    )
+    stored = _stored_jobs(work_dir)
+    assert [(job_id, state) for job_id, state, _ in stored] == [(i, "done") for i in ids]
+    started = [when for _, _, when in stored]
+    assert started == sorted(started), "separated out of their order"
+
+
+def test_job_records_are_checked_before_they_are_trusted_and_kept_to_one_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows another program (or a bad disk) wrote are skipped, not followed as paths; a
+    second server on the same work dir is refused."""
+    work_dir = tmp_path / "work"
+    unused = contextlib.nullcontext
+    queue = JobQueue(unused, work_dir, MAX_AGE_S)
+    good = secrets.token_hex(16)
+    (work_dir / JOBS_FOLDER / good / "song").mkdir(parents=True)
+    with pytest.raises(WorkDirBusyError, match="another vocalsep web is using this work dir"):
+        JobQueue(unused, work_dir, MAX_AGE_S)
+    queue.stop()
+    with contextlib.closing(sqlite3.connect(work_dir / "jobs.sqlite3")) as database, database:
+        rows = [
+            (good, "song.mp3", "song.mp3", "done", '["mix", "vocals"]'),
+            ("../../etc", "x.mp3", "song.mp3", "done", "[]"),
+            (secrets.token_hex(16), "y.mp3", "../../../etc/passwd", "queued", "[]"),
+            (secrets.token_hex(16), "z.mp3", "song.mp3", "exploded", "[]"),
+            (secrets.token_hex(16), "w.mp3", "song.mp3", "done", '["../../x"]'),
+        ]
+        database.executemany(
+            "INSERT INTO jobs (id, name, client, song, state, created, ended, tracks) "
+            "VALUES (?, ?, '', ?, ?, 0, 1, ?)",
+            rows,
+        )
+    queue = JobQueue(unused, work_dir, MAX_AGE_S)
+    try:
+        assert queue.get(good).tracks == ("mix", "vocals")
+        for job_id, *_ in rows[1:]:
+            with pytest.raises(JobNotFoundError):
+                queue.get(job_id)
+        skipped = [record.getMessage() for record in caplog.records]
+        assert len(skipped) == 4 and all("row skipped" in line for line in skipped), skipped
+    finally:
+        queue.stop()

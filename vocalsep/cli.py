@@ -253,8 +253,15 @@ def _cmd_web(args: argparse.Namespace) -> int:
     if args.model is not None and args.server is not None:
         print("vocalsep: error: give --model or --server, not both", file=sys.stderr)
         return EXIT_USAGE
+    if args.server is None and args.workers > 1:
+        print(
+            "vocalsep: error: --workers above 1 needs --server (one local model uses every core)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     from vocalsep.model import saved
     from vocalsep.web import server
+    from vocalsep.web.jobs import Limits
 
     config = server.WebConfig(
         host=args.host,
@@ -262,6 +269,14 @@ def _cmd_web(args: argparse.Namespace) -> int:
         work_dir=None if args.work_dir is None else Path(args.work_dir).resolve(),
         max_upload_mb=args.max_upload_mb,
         keep_hours=args.keep_hours,
+        limits=Limits(
+            max_minutes=args.max_minutes or None,
+            max_queue=args.max_queue,
+            max_per_client=args.max_per_client,
+            disk_budget_bytes=round(args.max_disk_gb * 2**30),
+            workers=args.workers,
+        ),
+        drain_seconds=args.drain_seconds,
     )
     with saved.compute_precision("float32" if args.server else "auto"):
         if args.server is None:
@@ -303,6 +318,20 @@ def _served_web_model(args: argparse.Namespace) -> tuple[SeparatorSource, str]:
     except VocalsepError as error:
         print(f"vocalsep web: warning: {error}; songs fail until it answers", file=sys.stderr)
     return connected, model
+
+
+def _positive_or_zero(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 or more")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give 1 or more")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,8 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serves a page (and its JSON API, see the README) where people upload a "
         "song in any format separate reads, follow its separation, listen to the mix, the "
         "vocals and the instrumental from the same position, and download them as wav, flac "
-        "or mp3. One song is separated at a time; the others wait in a queue. Listens on "
-        "127.0.0.1 (this machine only) unless --host says otherwise.",
+        "or mp3. One song is separated at a time (--workers with --server); the others wait in a "
+        "queue, recorded in the work dir so a restart loses none. Listens on 127.0.0.1 (this "
+        "machine only) unless --host says otherwise.",
     )
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     web.add_argument("--port", type=int, default=8080, help="port (%(default)s; 0: any free)")
@@ -486,6 +516,44 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=24.0,
         help="remove a song's files this long after it was separated (%(default)g h)",
+    )
+    limits = web.add_argument_group("limits that keep the page usable for everyone")
+    limits.add_argument(
+        "--max-minutes",
+        type=_positive_or_zero,
+        default=20.0,
+        help="longest song, from its header, else while decoding (%(default)g; 0: any)",
+    )
+    limits.add_argument(
+        "--max-queue",
+        type=_at_least_one,
+        default=20,
+        help="songs waiting, separating or uploading at once; more get 429 (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-per-client",
+        type=_at_least_one,
+        default=4,
+        help="of those, the most one client address may have (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-disk-gb",
+        type=float,
+        default=10.0,
+        help="work dir budget; the oldest finished songs make room, else 507 (%(default)g GB)",
+    )
+    limits.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        help="songs separated at once; above 1 only with --server (%(default)s)",
+    )
+    limits.add_argument(
+        "--drain-seconds",
+        type=_positive_or_zero,
+        default=20.0,
+        help="at SIGTERM, time the running songs get to finish before they are queued again "
+        "for the next start (%(default)g)",
     )
     web.set_defaults(handler=_cmd_web)
     pipeline_cli.add_parser(commands)

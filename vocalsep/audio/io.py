@@ -215,8 +215,16 @@ def _soundfile_info(path: str, sound_file: sf.SoundFile) -> AudioInfo:
     )
 
 
+_LIBSNDFILE_NOT_A_FILE = "File does not exist or is not a regular file"
+"""What libsndfile says of any file it cannot identify, a text file named .mp3 say; callers have
+checked that the file exists and is regular by then, so the words would mislead."""
+
+
 def _libsndfile_reason(error: sf.LibsndfileError) -> str:
-    return error.error_string.strip().rstrip(".") or f"libsndfile error {error.code}"
+    reason = error.error_string.strip().rstrip(".")
+    if reason.startswith(_LIBSNDFILE_NOT_A_FILE):
+        return "not a recognised audio format"
+    return reason or f"libsndfile error {error.code}"
 
 
 def _require_tool(name: str, path: str | os.PathLike[str], purpose: str) -> str:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vocalsep.errors import VocalsepError
 from vocalsep.separator import AUDIO_FORMATS
 from vocalsep.web import upload
-from vocalsep.web.jobs import Job, JobNotFoundError, JobQueue, describe_error
+from vocalsep.web.jobs import Job, JobNotFoundError, JobQueue, RefusedError, describe_error
 
 STATIC = Path(__file__).parent / "static"
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "png": "image/png"}
@@ -41,10 +41,33 @@ def create_app(queue: JobQueue, max_upload_bytes: int) -> ASGIApp:
     """The web app around ``queue``, which it starts and stops with the server."""
 
     async def info(request: Request) -> Response:
-        return JSONResponse({"max_upload_bytes": max_upload_bytes, "formats": AUDIO_FORMATS})
+        limits = queue.limits
+        return JSONResponse(
+            {
+                "max_upload_bytes": max_upload_bytes,
+                "formats": AUDIO_FORMATS,
+                "max_minutes": limits.max_minutes,
+                "max_queue": limits.max_queue,
+                "max_per_client": limits.max_per_client,
+            }
+        )
+
+    async def ready(request: Request) -> Response:
+        """The readiness probe: not ready while draining for a stop, so no new songs come."""
+        if queue.draining:
+            return JSONResponse({"ready": False, "reason": "stopping"}, status_code=503)
+        return JSONResponse({"ready": True})
 
     async def submit(request: Request) -> Response:
-        job_id, folder = queue.reserve()
+        client = request.client.host if request.client else ""
+        declared = request.headers.get("content-length", "")
+        upload_bytes = int(declared) if declared.isdigit() else max_upload_bytes
+        try:
+            job_id, folder = await run_in_threadpool(
+                queue.reserve, client, min(upload_bytes, max_upload_bytes + upload.ENVELOPE_BYTES)
+            )
+        except RefusedError as error:
+            return _refused(str(error), error)
         try:
             song = await upload.receive(
                 request.headers.get("content-type"),
@@ -64,6 +87,8 @@ def create_app(queue: JobQueue, max_upload_bytes: int) -> ASGIApp:
             raise
         try:
             job = await run_in_threadpool(queue.submit, job_id, song.name, song.path)
+        except RefusedError as error:
+            return _refused(describe_error(error, song.path, song.name), error)
         except VocalsepError as error:
             return _error(describe_error(error, song.path, song.name), error, 422)
         headers = {"Location": f"/api/jobs/{job.id}"}
@@ -98,6 +123,7 @@ def create_app(queue: JobQueue, max_upload_bytes: int) -> ASGIApp:
         routes=[
             Route("/", page),
             Route("/api", info),
+            Route("/api/ready", ready),
             Route("/api/jobs", submit, methods=["POST"]),
             Route("/api/jobs/{job_id}", status),
             Route("/api/jobs/{job_id}/{filename}", track_file),
@@ -136,6 +162,16 @@ def _describe(queue: JobQueue, job: Job) -> dict[str, Any]:
 
 def _error(message: str, error: Exception, status: int) -> JSONResponse:
     return JSONResponse({"error": message, "type": type(error).__name__}, status_code=status)
+
+
+def _refused(message: str, error: RefusedError) -> JSONResponse:
+    """A limit's answer; ``Retry-After`` where waiting helps."""
+    retry = error.retry_after_s
+    headers = None if retry is None else {"Retry-After": str(retry)}
+    body: dict[str, Any] = {"error": message, "type": type(error).__name__}
+    if retry is not None:
+        body["retry_after_s"] = retry
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 async def _not_found(request: Request, error: Exception) -> Response:

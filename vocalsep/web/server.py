@@ -2,8 +2,14 @@
 
 The socket is bound before anything is printed, so the address printed is one that answers
 (with ``--port 0``, the port the system chose). The terminal shows vocalsep's lines only: the
-address, where the work dir is, and one line per song that ended; uvicorn's per-request access
-log is off, its warnings and errors still show.
+address, where the work dir is, one line per song that ended and one when it stopped; uvicorn's
+per-request access log is off, its warnings and errors still show.
+
+SIGTERM (what Kubernetes sends at every rollout) or Ctrl-C drains first: new songs get 503 and
+the readiness probe says not ready, the running songs get ``drain_seconds`` to finish and
+otherwise go back to the queue, recorded for the next start; then the server stops. A second
+signal ends the grace period at once; a third stops the server without waiting for open
+connections (songs still running are recorded as running, and run again at the next start).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from pathlib import Path
 import uvicorn
 
 from vocalsep.web.app import create_app
-from vocalsep.web.jobs import FAILED, Job, JobQueue, SeparatorSource
+from vocalsep.web.jobs import FAILED, Job, JobQueue, Limits, SeparatorSource
+
+GRACEFUL_SHUTDOWN_S = 5
+"""How long open connections (a download, say) get once the songs are drained."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +43,8 @@ class WebConfig:
     work_dir: Path | None = None
     max_upload_mb: float = 200.0
     keep_hours: float = 24.0
+    limits: Limits = Limits()  # noqa: RUF009 (frozen)
+    drain_seconds: float = 20.0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -61,7 +72,9 @@ def serve(separator: SeparatorSource, config: WebConfig, model: str) -> None:
         if work_dir is None:
             temporary = tempfile.TemporaryDirectory(prefix="vocalsep-web-")
             work_dir = Path(stack.enter_context(temporary))
-        queue = JobQueue(separator, work_dir, config.keep_hours * 3600, on_end=_report)
+        queue = JobQueue(
+            separator, work_dir, config.keep_hours * 3600, limits=config.limits, on_end=_report
+        )
         app = create_app(queue, round(config.max_upload_mb * 2**20))
         listening = stack.enter_context(bind(config.host, config.port))
         host, port = listening.getsockname()[:2]
@@ -78,22 +91,61 @@ def serve(separator: SeparatorSource, config: WebConfig, model: str) -> None:
             f" uploads up to {config.max_upload_mb:g} MB; Ctrl-C stops",
             flush=True,
         )
+        if queue.resumed:
+            print(
+                f"vocalsep web: {queue.resumed} songs accepted before the last stop are queued"
+                " again, in their order",
+                flush=True,
+            )
         server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
+            uvicorn.Config(
+                app,
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            )
         )
-        _run_until_stopped(server, listening)
+        returned = _run_until_stopped(server, listening, queue, config.drain_seconds)
+        queued = queue.unfinished()  # a second signal leaves songs running: they count too
+        kept = (
+            f"{queued} queued songs dropped with the temporary work dir (--work-dir keeps them)"
+            if config.work_dir is None
+            else f"{queued} queued songs kept for the next start"
+        )
+        unfinished = f", {returned} of them unfinished at the stop" if returned else ""
+        print(f"vocalsep web: stopped; {kept}{unfinished}", flush=True)
 
 
-def _run_until_stopped(server: uvicorn.Server, listening: socket.socket) -> None:
-    """Serves on a thread until SIGINT or SIGTERM, then shuts down (a second signal: at once).
+def _run_until_stopped(
+    server: uvicorn.Server, listening: socket.socket, queue: JobQueue, drain_seconds: float
+) -> int:
+    """Serves on a thread until SIGINT or SIGTERM, drains the queue, then shuts down (a second
+    signal cuts the drain short, a third the shutdown). Returns how many running songs went
+    back to the queue.
 
     Run on the main thread, uvicorn raises the signal again once it has shut down, which would
     end the process before the temporary work dir is removed; this returns instead.
     """
+    drained: list[int] = []
+    draining: list[threading.Thread] = []
+
+    def drain() -> None:
+        drained.append(queue.drain(drain_seconds)[0])
+        server.should_exit = True
+
+    signals = 0
 
     def stop(signal_number: int, frame: object) -> None:
-        server.force_exit = server.should_exit
-        server.should_exit = True
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            draining.append(threading.Thread(target=drain, name="vocalsep-web-drain", daemon=True))
+            draining[0].start()
+        elif signals == 2:
+            queue.hurry()
+        else:
+            server.force_exit = server.should_exit = True
 
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="uvicorn")
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -104,6 +156,7 @@ def _run_until_stopped(server: uvicorn.Server, listening: socket.socket) -> None
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+    return drained[0] if drained else 0
 
 
 def _report(job: Job) -> None:

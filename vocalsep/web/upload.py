@@ -5,7 +5,8 @@ and ``curl -F file=@song.mp3`` send). It is parsed as it arrives, so nothing is 
 or written anywhere but the job folder. A body over the limit is refused with 413 once its
 declared length (``Content-Length``) or the bytes received so far show it, before the rest is
 read. The sender's file name is kept for display only: the song is stored as ``song<ext>``,
-with the name's extension if it looks like one, since ffmpeg guesses some formats by it.
+with the name's extension if it looks like one, since ffmpeg guesses some formats by it
+(``song.upload`` otherwise).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ENVELOPE_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 200
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 _FOLDERS = re.compile(r"[\\/]")
+UNKNOWN_EXTENSION = ".upload"
 
 
 class UploadError(VocalsepError):
@@ -57,9 +59,10 @@ def display_name(filename: str) -> str:
 
 
 def stored_name(name: str) -> str:
-    """``song`` plus the sender's extension if it looks like one: ffmpeg guesses by it."""
+    """``song`` plus the sender's extension if it looks like one (ffmpeg guesses by it), else
+    ``.upload``: a bare ``song`` would be in the way of the ``song/`` folder its tracks go to."""
     suffix = PurePosixPath(name).suffix.lower()
-    return SONG + (suffix if _EXTENSION.fullmatch(suffix) else "")
+    return SONG + (suffix if _EXTENSION.fullmatch(suffix) else UNKNOWN_EXTENSION)
 
 
 async def receive(

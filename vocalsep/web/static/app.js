@@ -8,6 +8,7 @@ const LABELS = { mix: "Mix", vocals: "Vocals", accompaniment: "Instrumental" };
 const RECENT_KEY = "vocalsep.recent";
 const RECENT_KEPT = 10;
 const POLL_MS = 500;
+const RESTART_WAIT_MS = 120000;
 
 const $ = (id) => document.getElementById(id);
 let maxUploadBytes = Infinity;
@@ -129,12 +130,20 @@ function upload(file) {
 async function follow(id) {
   followed = id;
   clearError();
+  let unanswered = 0; // polls in a row without an answer: a restart keeps the song, so wait
   while (followed === id) {
     let response, job;
     try {
       response = await fetch(`api/jobs/${id}`);
       job = await response.json();
+      unanswered = 0;
     } catch {
+      unanswered += 1;
+      if (unanswered * POLL_MS < RESTART_WAIT_MS) {
+        showStatus("The server is restarting; your song keeps its place", null);
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        continue;
+      }
       hideStatus();
       showError("The server does not answer: reload the page to see your song again.");
       return;
