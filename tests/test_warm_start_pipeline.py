@@ -13,51 +13,28 @@ import logging
 from pathlib import Path
 
 import pytest
-from tiny_pretrained import TINY_SPLEETER, write_published
+from tiny_pretrained import TINY_SPLEETER, import_tiny, warm_tiny_config
 
 from vocalsep.audio import synth
 from vocalsep.components.base_model import executor
 from vocalsep.errors import BaseModelError
 from vocalsep.evaluation.gate import EvaluatorConfig
-from vocalsep.model import pretrained, trainer, unet
-from vocalsep.model.inference import InferenceConfig
+from vocalsep.model import trainer, unet
 from vocalsep.pipeline import demo
 from vocalsep.pipeline.config import PipelineConfig
 from vocalsep.pipeline.local_runner import run_local
 from vocalsep.pipeline.pipeline import create_pipeline
 from vocalsep.serving import push
 
-INFERENCE = InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
-
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("published")
-    model, _ = write_published(work / "files")
-    pretrained.import_published(
-        model, work / "imported", INFERENCE, checkpoint_folder=work / "files"
-    )
-    return work / "imported"
+    return import_tiny(tmp_path_factory.mktemp("published"))
 
 
 def _warm_config(work: Path, imported: Path) -> PipelineConfig:
-    config = demo.demo_config(work)
-    tiny_spleeter = dataclasses.replace(
-        config.trainer,
-        architecture="spleeter",
-        steps=4,
-        steps_per_epoch=2,
-        trainable="up3_",
-        inference=INFERENCE,
-    )
-    return dataclasses.replace(
-        config,
-        trainer=tiny_spleeter,
-        # Any candidate is pushed in the first run, so the second finds a served version.
-        evaluator=EvaluatorConfig(floor_db=-100.0, report_tracks=0),
-        warm_start=True,
-        imported_model_uri=str(imported),
-    )
+    # Any candidate is pushed in the first run, so the second finds a served version.
+    return warm_tiny_config(work, imported, EvaluatorConfig(floor_db=-100.0, report_tracks=0))
 
 
 def test_the_pipeline_wires_the_import_and_the_choice_into_the_trainer(

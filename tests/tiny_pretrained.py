@@ -14,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vocalsep.evaluation.gate import EvaluatorConfig
 from vocalsep.model import pretrained, spleeter, unet
+from vocalsep.model.inference import InferenceConfig
+from vocalsep.pipeline import demo
+from vocalsep.pipeline.config import PipelineConfig
 
 TINY_SPLEETER = dataclasses.replace(
     unet.UNetConfig.spleeter(),
@@ -71,3 +75,37 @@ def write_published(
         origin="random weights written by the tests",
     )
     return model, weights
+
+
+TINY_INFERENCE = InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
+
+
+def import_tiny(work: Path) -> Path:
+    """A tiny published model, converted as ``vocalsep pretrained import`` does, in
+    ``work/imported``."""
+    model, _ = write_published(work / "files")
+    pretrained.import_published(
+        model, work / "imported", TINY_INFERENCE, checkpoint_folder=work / "files"
+    )
+    return work / "imported"
+
+
+def warm_tiny_config(work: Path, imported: Path, evaluator: EvaluatorConfig) -> PipelineConfig:
+    """The demo pipeline under ``work`` with a tiny Spleeter-architecture Trainer that
+    warm-starts (the newest served model, else ``imported``) and trains a few steps."""
+    config = demo.demo_config(work)
+    trainer = dataclasses.replace(
+        config.trainer,
+        architecture="spleeter",
+        steps=4,
+        steps_per_epoch=2,
+        trainable="up3_",
+        inference=TINY_INFERENCE,
+    )
+    return dataclasses.replace(
+        config,
+        trainer=trainer,
+        evaluator=evaluator,
+        warm_start=True,
+        imported_model_uri=str(imported),
+    )

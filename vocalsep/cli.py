@@ -477,15 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", nargs="+", metavar="ROOT", help="dataset roots instead of synthetic songs"
     )
     demo.add_argument("--workers", type=int, default=0, help="Beam workers (0: one per CPU)")
-    demo.add_argument(
-        "--orchestrator",
-        choices=("local", "kfp-local"),
-        default="local",
-        help="local: TFX's LocalDagRunner here (cached); kfp-local: the compiled pipeline.yaml "
-        "under KFP's local orchestrator, every step in a container of the image `make image` "
-        "built, and the model served from it (default: %(default)s)",
+    pipeline_cli.add_orchestrator_arguments(
+        demo,
+        "TFX's LocalDagRunner here (cached)",
+        "the compiled pipeline.yaml under KFP's local orchestrator, every step in a container "
+        "of the image `make image` built, and the model served from it",
     )
-    demo.add_argument("--image", default=None, help="pipeline image (with kfp-local)")
     demo.set_defaults(handler=_cmd_demo)
 
     web = commands.add_parser(

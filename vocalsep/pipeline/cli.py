@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vocalsep.errors import ScheduleError
+from vocalsep.pipeline import ORCHESTRATORS
 
 DEFAULT_CRON = "0 0 3 * * 0"
 """Sundays at 03:00 (KFP cron has a seconds field)."""
@@ -109,6 +110,24 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_orchestrator_arguments(
+    parser: argparse.ArgumentParser, local: str, in_containers: str
+) -> None:
+    """``--orchestrator`` and ``--image``, as every command that runs the pipeline takes them;
+    ``local`` and ``in_containers`` say what each choice means for that command."""
+    parser.add_argument(
+        "--orchestrator",
+        choices=ORCHESTRATORS,
+        default="local",
+        help=f"local: {local}; kfp-local: {in_containers} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--image",
+        default=None,
+        help="pipeline image with kfp-local (default: the one `make image` builds)",
+    )
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Adds ``pipeline`` and its subcommands to the top-level parser."""
     pipeline = commands.add_parser(
@@ -124,15 +143,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "runs it, the compiled IR under kfp.local with every step in a container.",
     )
     run.add_argument("--local", action="store_true", help="run on this machine (the default)")
-    run.add_argument(
-        "--orchestrator",
-        choices=("local", "kfp-local"),
-        default="local",
-        help="local: LocalDagRunner, SQLite MLMD, cached; kfp-local: the compiled IR under "
-        "kfp.local, every step in a container of --image, ROOT as the pipeline root (data, "
-        "serving folder and import must lie under it)",
+    add_orchestrator_arguments(
+        run,
+        "LocalDagRunner, SQLite MLMD, cached",
+        "the compiled IR under kfp.local, every step in a container of --image, ROOT as the "
+        "pipeline root (data, serving folder and import must lie under it)",
     )
-    run.add_argument("--image", default=None, help="pipeline image (with kfp-local)")
     run.add_argument(
         "--imported-model-uri",
         default="",

@@ -31,6 +31,7 @@ from vocalsep.data.roots import DatasetRoot
 from vocalsep.errors import DemoError
 from vocalsep.evaluation.gate import EvaluatorConfig
 from vocalsep.model.trainer import TrainerConfig
+from vocalsep.pipeline import ORCHESTRATORS
 from vocalsep.pipeline.config import (
     DEFAULT_IMAGE,
     PipelineConfig,
@@ -38,8 +39,6 @@ from vocalsep.pipeline.config import (
     roots_from_paths,
 )
 from vocalsep.pipeline.local_runner import run_local
-
-ORCHESTRATORS = ("local", "kfp-local")
 
 DEMO_TRACKS = 12
 DEMO_SECONDS = 8.0
