@@ -21,15 +21,13 @@ import numpy as np
 import portpicker
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
-from tiny_pretrained import write_published
+from tiny_pretrained import import_tiny, warm_tiny_config
 
 from vocalsep.audio import synth
 from vocalsep.data.roots import DatasetRoot
 from vocalsep.errors import OrchestratorError
 from vocalsep.evaluation.gate import EvaluatorConfig
-from vocalsep.model import pretrained
-from vocalsep.model.inference import InferenceConfig
-from vocalsep.pipeline import demo, kfp_local_runner
+from vocalsep.pipeline import kfp_local_runner
 from vocalsep.pipeline.config import DEFAULT_IMAGE, PipelineConfig
 from vocalsep.separator import Separator
 from vocalsep.serving import push
@@ -44,7 +42,6 @@ STEPS = {
     "SdrEvaluator",
     "Pusher",
 }
-INFERENCE = InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
 
 
 def _need_containers() -> None:
@@ -59,14 +56,10 @@ def _need_containers() -> None:
 def _config(root: Path) -> PipelineConfig:
     """The tiny warm-started recipe on span drops under ``root``; the gate blesses any model
     no worse than 100 dB below the served one, so both runs push."""
-    tiny = demo.demo_config(root)
-    trainer = dataclasses.replace(
-        tiny.trainer,
-        architecture="spleeter",
-        steps=4,
-        steps_per_epoch=2,
-        trainable="up3_",
-        inference=INFERENCE,
+    tiny = warm_tiny_config(
+        root,
+        root / "imported",
+        EvaluatorConfig(floor_db=-100.0, min_improvement_db=-100.0, report_tracks=1),
     )
     return dataclasses.replace(
         tiny,
@@ -81,10 +74,6 @@ def _config(root: Path) -> PipelineConfig:
         pipeline_root=str(root),
         serving_base_dir=str(root / "serving"),
         pipeline_name="vocalsep-retrain",
-        trainer=trainer,
-        evaluator=EvaluatorConfig(floor_db=-100.0, min_improvement_db=-100.0, report_tracks=1),
-        warm_start=True,
-        imported_model_uri=str(root / "imported"),
     )
 
 
@@ -93,10 +82,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two runs of one compiled pipeline: span 1 from the import, span 2 from the push."""
     _need_containers()
     root = tmp_path_factory.mktemp("kfp")
-    model, _ = write_published(root / "published")
-    pretrained.import_published(
-        model, root / "imported", INFERENCE, checkpoint_folder=root / "published"
-    )
+    import_tiny(root)
     synth.write_dataset(root / "drops" / "span-1", 6, 6.0, seed=11, layout="hq")
     config = _config(root)
     first = kfp_local_runner.run_kfp_local(config, DEFAULT_IMAGE)
@@ -253,3 +239,18 @@ def test_pipeline_run_in_containers_names_data_outside_its_root(
                  "--data", str(tmp_path / "songs")]  # fmt: skip
     assert cli.main(arguments) == 1
     assert re.search(r"songs: outside .*vp, the pipeline root", capsys.readouterr().err)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing folders to uid 1000 needs root")
+def test_as_root_the_folders_go_to_the_images_user_and_the_files_stay_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """A staged dataset's files are hard links to the originals: their owner is not ours."""
+    original = tmp_path / "shared" / "song.wav"
+    original.parent.mkdir()
+    original.write_bytes(b"RIFF")
+    staged = kfp_local_runner.stage_under_root(original.parent, tmp_path / "root", "songs")
+    kfp_local_runner.make_writable_for_image([tmp_path / "root"])
+    assert (tmp_path / "root").stat().st_uid == staged.stat().st_uid == 1000
+    assert (staged / "song.wav").stat().st_ino == original.stat().st_ino  # a hard link
+    assert original.stat().st_uid == 0

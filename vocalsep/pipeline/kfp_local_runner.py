@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from vocalsep.data.roots import SPAN_TOKEN
 from vocalsep.errors import OrchestratorError
 from vocalsep.pipeline.config import PipelineConfig
 from vocalsep.pipeline.kubeflow_runner import compile_pipeline
@@ -82,7 +83,7 @@ def docker_client(image: str) -> Any:
 
 def paths_outside(config: PipelineConfig, root: Path) -> list[str]:
     """The local paths ``config``'s steps read or write that a container would not see."""
-    paths = [root.path.split("{SPAN}")[0] for root in config.data_roots]
+    paths = [dataset.path.split(SPAN_TOKEN)[0] for dataset in config.data_roots]
     paths.append(config.serving_base_dir)
     if config.imported_model_uri:
         paths.append(config.imported_model_uri)
@@ -96,14 +97,17 @@ def paths_outside(config: PipelineConfig, root: Path) -> list[str]:
 def make_writable_for_image(folders: list[Path]) -> None:
     """Gives the image's user the folders its steps write into.
 
-    As root, they are handed to uid 1000; otherwise they must already be writable by it,
-    which a folder owned by another user and not world-writable is not.
+    As root, they and the folders under them are handed to uid 1000; their files are not
+    (steps only add new entries, and a staged dataset's files are hard links whose owner is
+    the original's). Otherwise they must already be writable by it, which a folder owned by
+    another user and not world-writable is not.
     """
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             for path in [folder, *folder.rglob("*")]:
-                os.lchown(path, IMAGE_UID, IMAGE_UID)
+                if path.is_dir() and not path.is_symlink():
+                    os.chown(path, IMAGE_UID, IMAGE_UID)
             continue
         mode = folder.stat()
         if mode.st_uid != IMAGE_UID and not mode.st_mode & 0o002:
