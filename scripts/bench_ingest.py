@@ -58,7 +58,7 @@ def run_once(data: Path, work_dir: Path, workers: int, mir1k: bool) -> dict[str,
 
     from vocalsep.data import roots
     from vocalsep.data.config import IngestConfig
-    from vocalsep.data.pipeline import data_pipeline
+    from vocalsep.pipeline.data_stage import data_pipeline
 
     dataset_roots = [roots.musdb_root(str(data / "musdb18-7" / "train"), name="musdb18-7")]
     if mir1k:

@@ -35,10 +35,10 @@ from vocalsep.audio import synth
 from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SOURCES, make_example
-from vocalsep.data.pipeline import data_components
 from vocalsep.errors import BaseModelError
 from vocalsep.model import augment, export, pretrained, saved, trainer, unet, warm_start
 from vocalsep.model.unet import UNetConfig
+from vocalsep.pipeline.data_stage import data_components
 
 INFERENCE = export.InferenceConfig(chunk_seconds=1.0, overlap_seconds=0.1)
 

@@ -24,7 +24,7 @@ from vocalsep.audio import dsp, synth
 from vocalsep.data import roots
 from vocalsep.data.config import IngestConfig, samples_for_frames
 from vocalsep.data.examples import parse_example
-from vocalsep.data.pipeline import data_pipeline
+from vocalsep.pipeline.data_stage import data_pipeline
 from vocalsep.transforms import preprocessing
 
 STFT = dsp.StftConfig()

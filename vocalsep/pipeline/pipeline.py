@@ -15,9 +15,9 @@ from tfx.proto import trainer_pb2
 
 from vocalsep.components.base_model.component import BaseModel
 from vocalsep.components.evaluator.component import SdrEvaluator
-from vocalsep.data.pipeline import data_components
 from vocalsep.data.roots import join
 from vocalsep.pipeline.config import PipelineConfig
+from vocalsep.pipeline.data_stage import data_components
 from vocalsep.serving.push import pusher
 
 RUN_FN = "vocalsep.model.trainer.run_fn"

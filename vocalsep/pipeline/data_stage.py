@@ -17,10 +17,9 @@ from vocalsep.components.example_gen.component import multitrack_example_gen
 from vocalsep.data.config import IngestConfig
 from vocalsep.data.examples import SCHEMA_FILE, write_raw_schema
 from vocalsep.data.roots import DatasetRoot, join
+from vocalsep.pipeline.config import local_beam_args
 from vocalsep.transforms.component import spectrogram_transform
 from vocalsep.transforms.preprocessing import SpectrogramConfig
-
-LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 
 
 def data_components(
@@ -60,7 +59,7 @@ def data_pipeline(
     pipeline_name: str = "vocalsep-data",
     ingest: IngestConfig | None = None,
     eval_percent: int = 10,
-    beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS,
+    beam_pipeline_args: Sequence[str] = local_beam_args(),
 ) -> tfx.dsl.Pipeline:
     """A pipeline of just the data stage, with SQLite MLMD at ``metadata_path``."""
     return tfx.dsl.Pipeline(
