@@ -8,7 +8,7 @@
 #                               packages with debootstrap (Debian 12's own Python 3.11.2 and
 #                               ffmpeg) and a wheelhouse pip filled on the host, over loopback
 ARG BASE_IMAGE=python:3.11-slim-bookworm
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS pipeline
 
 # Where pip finds the locked wheels; empty: PyPI.
 ARG WHEELHOUSE_URL=""
@@ -45,5 +45,18 @@ write_raw_schema('/opt/vocalsep/schema')"
 COPY models ./models
 ENV VOCALSEP_MODEL_DIR=/opt/vocalsep/models/default
 
+# Beam's SDK container contract (vocalsep.beam_worker): where runners look for the boot.
+RUN mkdir -p /opt/apache/beam && ln -s /opt/venv/bin/vocalsep-beam-boot /opt/apache/beam/boot
+
 RUN useradd --uid 1000 --create-home vocalsep
 USER 1000
+
+# The Beam SDK container (`--target beam-sdk`, tagged <repository>-beam-sdk:<tag>): the same
+# image with the boot as its entrypoint and Beam's own images' user, as Dataflow
+# (--sdk_container_image) and Flink's DOCKER environment start it with the worker's flags.
+FROM pipeline AS beam-sdk
+USER root
+ENTRYPOINT ["/opt/apache/beam/boot"]
+
+# The default target: the pipeline image.
+FROM pipeline

@@ -30,6 +30,7 @@ image:
 
 image-from-registries:
 	docker build -t $(IMAGE) .
+	docker build --target beam-sdk -t $$(echo '$(IMAGE)' | sed -E 's#(:[^:/]*)?$$#-beam-sdk\1#') .
 
 pipeline.yaml: install
 	$(BIN)/vocalsep pipeline compile -o pipeline.yaml --image $(IMAGE)

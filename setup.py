@@ -39,5 +39,11 @@ setup(
         "uvicorn>=0.30",
         "python-multipart>=0.0.18",
     ],
-    entry_points={"console_scripts": ["vocalsep=vocalsep.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "vocalsep=vocalsep.cli:main",
+            "vocalsep-beam-boot=vocalsep.beam_worker:boot_main",
+            "vocalsep-beam-worker-pool=vocalsep.beam_worker:pool_main",
+        ]
+    },
 )

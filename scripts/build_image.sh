@@ -120,3 +120,10 @@ docker build --network host --tag "$IMAGE" \
   --build-arg "WHEELHOUSE_URL=http://127.0.0.1:$port/" \
   .
 log "$IMAGE: $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1 / 1e9}')"
+# Beam's SDK container: the same layers, the boot as entrypoint (vocalsep.pipeline.config.beam_sdk_image).
+SDK_IMAGE=$(echo "$IMAGE" | sed -E 's#(:[^:/]*)?$#-beam-sdk\1#')
+docker build --network host --target beam-sdk --tag "$SDK_IMAGE" \
+  --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+  --build-arg "WHEELHOUSE_URL=http://127.0.0.1:$port/" \
+  . >/dev/null
+log "$SDK_IMAGE: the Beam SDK container of $IMAGE"

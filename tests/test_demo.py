@@ -100,6 +100,37 @@ def test_demo_in_containers_runs_pipeline_yaml_under_kfp_local_and_serves_from_t
     assert "Executing task" in log.read_text()  # every container's output is kept there
 
 
+@pytest.mark.slow
+def test_demo_on_the_portable_runner_runs_every_beam_dofn_in_the_images_workers(
+    tmp_path: Path,
+) -> None:
+    """`vocalsep demo --beam-runner portable` (needs the image: see tests/test_portable.py):
+    ExampleGen and Transform on Beam's portable runner, a worker pool container started and
+    stopped by the command; a second run reuses every cached result, the pool's included."""
+    from test_kfp_local import _need_containers
+
+    _need_containers()
+    root = tmp_path / "demo"
+    first = _demo(root, "--beam-runner", "portable")
+    _assert_only_its_own_lines(first)
+    assert "[demo] ExampleGen and Transform on Beam's portable runner" in first.stdout
+    assert (
+        "[demo] executed: FileBasedExampleGen, ImportSchemaGen, Transform, Trainer, "
+        "SdrEvaluator, Pusher" in first.stdout
+    )
+    assert re.search(r"^\[demo\] SdrEvaluator: BLESSED", first.stdout, re.M)
+    (version,) = (root / "serving" / "vocalsep").iterdir()
+    vocals, _ = soundfile.read(root / "stems" / "demo_mix" / "vocals.wav", dtype="float32")
+    assert vocals.size
+    log = (root / "beam-workers.log").read_text()
+    # ExampleGen and Transform: a worker each, booted in the image; then the pool stopped.
+    assert log.count("Starting worker with command ['/opt/venv/bin/vocalsep-beam-boot'") == 2
+    assert re.search(r"Beam worker pool stopped, reaped 2 workers; the largest peak RSS \d+", log)
+    second = _demo(root, "--beam-runner", "portable")
+    assert "reused cached results of 6 of 6" in second.stdout
+    assert [path.name for path in (root / "serving" / "vocalsep").iterdir()] == [version.name]
+
+
 def test_demo_config_gates_above_the_mixture_and_validates_on_held_out_songs(
     tmp_path: Path,
 ) -> None:

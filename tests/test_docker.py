@@ -7,8 +7,10 @@ nothing either but runs the image `make image` built (CI builds it first).
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
+from vocalsep.beam_worker import BOOT_COMMAND, BOOT_PATH
 from vocalsep.pipeline import config, kubeflow_runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,9 @@ def _run_steps() -> list[str]:
 
 def test_registry_builds_default_to_python_3_11_slim_and_the_base_is_an_argument() -> None:
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", DOCKERFILE, re.M)
-    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", DOCKERFILE, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS pipeline$", DOCKERFILE, re.M)
+    # The last stage is the default target: the pipeline image, not the Beam SDK container.
+    assert DOCKERFILE.rstrip().splitlines()[-1] == "FROM pipeline"
     assert re.search(r'^ARG WHEELHOUSE_URL=""$', DOCKERFILE, re.M)  # empty: PyPI
     assert 'python_requires=">=3.11,<3.12"' in (REPO_ROOT / "setup.py").read_text()
 
@@ -67,6 +71,29 @@ def test_image_has_ffmpeg_the_schema_and_the_step_entrypoint() -> None:
     # The compiled command's `python` is the image's venv, which holds vocalsep.
     assert kubeflow_runner.STEP_COMMAND[0] == "python"
     assert "PATH=/opt/venv/bin:$PATH" in DOCKERFILE
+
+
+def test_the_beam_sdk_target_is_the_pipeline_image_with_the_boot_as_entrypoint() -> None:
+    """Dataflow and Flink's DOCKER environment start the SDK container with the worker's flags
+    as its arguments; the pipeline image keeps no entrypoint, so KFP's commands run as given."""
+    stage = DOCKERFILE.split("FROM pipeline AS beam-sdk\n", 1)[1].split("\nFROM ", 1)[0]
+    assert f'ENTRYPOINT ["{BOOT_PATH}"]' in stage
+    assert DOCKERFILE.count("ENTRYPOINT") == 1
+    assert f"ln -s /opt/venv/bin/{BOOT_COMMAND} {BOOT_PATH}" in " ".join(_run_steps())
+    # Both builds tag it by the rule the pipeline's options name it by.
+    rule = "sed -E 's#(:[^:/]*)?$#-beam-sdk\\1#'"
+    assert rule in BUILD_IMAGE and "--target beam-sdk" in BUILD_IMAGE
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert rule.replace("$#", "$$#") in makefile and "--target beam-sdk" in makefile
+    for image in (config.DEFAULT_IMAGE, "localhost:5000/vocalsep", "registry/x:1.2"):
+        tagged = subprocess.run(
+            ["sed", "-E", "s#(:[^:/]*)?$#-beam-sdk\\1#"],
+            input=image,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert tagged == config.beam_sdk_image(image)
 
 
 def test_make_image_tags_what_the_pipeline_runs() -> None:

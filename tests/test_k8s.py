@@ -29,6 +29,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from vocalsep import cli
+from vocalsep.beam_worker import POOL_COMMAND
+from vocalsep.pipeline import kubeflow_runner
 from vocalsep.pipeline.config import DEFAULT_IMAGE
 from vocalsep.web import server as web_server
 
@@ -168,7 +170,10 @@ def test_overlays_are_discovered() -> None:
 
 def test_objects_validate_in_strict_mode(target: str) -> None:
     """Every rendered object matches its schema; a typo'd or misplaced field fails here."""
-    objects = _render(target)
+    _validate_strictly(_render(target))
+
+
+def _validate_strictly(objects: tuple[Obj, ...]) -> None:
     assert objects
     errors = []
     for obj in objects:
@@ -486,3 +491,43 @@ def test_the_pages_service_and_network_policy_reach_only_its_port(web_target: st
     }
     assert ports == {("TCP", WEB_PORT)}
     assert _one(web, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+# ---- k8s/flink: the Beam stages on a Flink session cluster --------------------------------
+
+
+def test_flink_cluster_validates_in_strict_mode() -> None:
+    _validate_strictly(_render("flink"))
+
+
+def test_flink_task_managers_run_our_dofns_in_a_worker_pool_sidecar_of_the_image() -> None:
+    """What `--beam-runner flink` (EXTERNAL environment) asks each task manager for exists
+    there: the pool at localhost:50000, in the image that has vocalsep, one worker per slot."""
+    objects = _render("flink")
+    deployments = {obj["metadata"]["name"]: obj for obj in _of_kind(objects, "Deployment")}
+    taskmanager = deployments["flink-taskmanager"]
+    containers = {c["name"]: c for c in taskmanager["spec"]["template"]["spec"]["containers"]}
+    sidecar = containers["beam-worker-pool"]
+    assert sidecar["image"] == DEFAULT_IMAGE
+    assert sidecar["command"] == [POOL_COMMAND]
+    pool_port = kubeflow_runner.FLINK_SIDECAR_POOL.rpartition(":")[2]
+    assert sidecar["args"] == [f"--address=127.0.0.1:{pool_port}"]  # the pod's loopback only
+    assert sidecar["securityContext"]["runAsUser"] == 1000
+    config_map = _one(objects, "ConfigMap")
+    flink_conf = yaml.safe_load(config_map["data"]["flink-conf.yaml"])
+    assert flink_conf["jobmanager.rpc.address"] == "flink-jobmanager"
+    slots = flink_conf["taskmanager.numberOfTaskSlots"]
+    assert _quantity(sidecar["resources"]["limits"]["cpu"]) >= slots  # a core per SDK worker
+    service = _one(objects, "Service")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["webui"] == 8081
+    flink_images = [
+        container["image"]
+        for deployment in deployments.values()
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        if container["name"] != "beam-worker-pool"
+    ]
+    assert len(flink_images) == 2
+    assert all(i.startswith(f"flink:{kubeflow_runner.FLINK_VERSION}.") for i in flink_images)
+    args = kubeflow_runner.beam_args("flink", flink_master="flink-jobmanager:8081")
+    assert "--flink_master=flink-jobmanager:8081" in args
+    assert f"--flink_version={kubeflow_runner.FLINK_VERSION}" in args

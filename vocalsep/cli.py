@@ -225,10 +225,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from vocalsep.pipeline import demo
 
     logs.show_pipeline_progress("[demo] ")
-    root = args.root or (
-        "vocalsep-demo-kfp" if args.orchestrator == "kfp-local" else "vocalsep-demo"
+    root = args.root or demo.default_work_folder(args.orchestrator, args.beam_runner)
+    demo.run_demo(
+        Path(root),
+        args.data,
+        args.workers,
+        args.orchestrator,
+        args.image,
+        beam_runner=args.beam_runner,
+        worker_pool=args.worker_pool,
     )
-    demo.run_demo(Path(root), args.data, args.workers, args.orchestrator, args.image)
     return EXIT_OK
 
 
@@ -471,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--root",
         default=None,
-        help="work folder (default: vocalsep-demo, or vocalsep-demo-kfp with kfp-local)",
+        help="work folder (default: vocalsep-demo; vocalsep-demo-kfp with kfp-local, "
+        "vocalsep-demo-portable with the portable Beam runner)",
     )
     demo.add_argument(
         "--data", nargs="+", metavar="ROOT", help="dataset roots instead of synthetic songs"
@@ -483,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the compiled pipeline.yaml under KFP's local orchestrator, every step in a container "
         "of the image `make image` built, and the model served from it",
     )
+    pipeline_cli.add_beam_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     web = commands.add_parser(

@@ -183,3 +183,7 @@ class BaseModelError(VocalsepError):
 
 class OrchestratorError(VocalsepError):
     """A pipeline run could not start or a step failed under an orchestrator (kfp.local)."""
+
+
+class BeamWorkerError(VocalsepError):
+    """Beam's SDK workers for the portable runner cannot be reached, started or run our code."""

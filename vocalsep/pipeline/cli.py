@@ -11,8 +11,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from vocalsep.errors import ScheduleError
-from vocalsep.pipeline import ORCHESTRATORS
+from vocalsep.errors import OrchestratorError, ScheduleError
+from vocalsep.pipeline import (
+    BEAM_RUNNERS,
+    FLINK_ENVIRONMENTS,
+    LOCAL_BEAM_RUNNERS,
+    ORCHESTRATORS,
+)
 
 DEFAULT_CRON = "0 0 3 * * 0"
 """Sundays at 03:00 (KFP cron has a seconds field)."""
@@ -45,20 +50,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else "",
     )
     pipeline_config = config.with_trainer(pipeline_config, _trainer_overrides(args))
+    image = args.image or config.DEFAULT_IMAGE
     if args.orchestrator == "kfp-local":
         from vocalsep.pipeline import kfp_local_runner
 
-        run = kfp_local_runner.run_kfp_local(
-            pipeline_config, args.image or config.DEFAULT_IMAGE, prefix="[kfp-local] "
-        )
+        if args.beam_runner != "direct":
+            from vocalsep.pipeline.portable import PORTABLE_UNDER_KFP_LOCAL
+
+            raise OrchestratorError(PORTABLE_UNDER_KFP_LOCAL)
+        run = kfp_local_runner.run_kfp_local(pipeline_config, image, prefix="[kfp-local] ")
         for step in run.steps:
             print(f"{step.name}: {step.status} in {step.seconds:.0f} s")
         print(f"log: {run.log_path}")
     else:
         from vocalsep.pipeline import local_runner
+        from vocalsep.pipeline.portable import beam_stages_on
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        local_runner.run_local(pipeline_config)
+        with beam_stages_on(
+            pipeline_config, args.beam_runner, image, args.worker_pool, root / "beam-workers.log"
+        ) as staged:
+            local_runner.run_local(staged)
     print(f"pipeline root: {pipeline_config.pipeline_root}")
     print(f"served models: {pipeline_config.serving_base_dir}/{pipeline_config.model_name}")
     return 0
@@ -67,12 +79,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from vocalsep.pipeline import config, kubeflow_runner
 
+    image = args.image or config.DEFAULT_IMAGE
     beam = kubeflow_runner.beam_args(
         args.beam_runner,
         project=args.project,
         region=args.region,
         temp_location=args.temp_location,
         flink_master=args.flink_master,
+        flink_environment=args.flink_environment,
+        worker_pool=args.worker_pool,
+        image=image,
     )
     pipeline_config = kubeflow_runner.cluster_config(
         pipeline_root=args.pipeline_root,
@@ -81,7 +97,6 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         imported_model_uri=args.imported_model_uri,
         beam_pipeline_args=beam,
     )
-    image = args.image or config.DEFAULT_IMAGE
     output = kubeflow_runner.compile_pipeline(pipeline_config, args.output, image)
     print(f"wrote {output}")
     return 0
@@ -128,6 +143,25 @@ def add_orchestrator_arguments(
     )
 
 
+def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--beam-runner`` and ``--worker-pool`` for ExampleGen and Transform in a run here."""
+    parser.add_argument(
+        "--beam-runner",
+        choices=LOCAL_BEAM_RUNNERS,
+        default="direct",
+        help="direct: Beam's DirectRunner in local processes; portable: Beam's portable runner "
+        "with every DoFn in SDK workers of --image (a worker pool container on 127.0.0.1, or "
+        "--worker-pool) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--worker-pool",
+        default="",
+        metavar="HOST:PORT",
+        help="with --beam-runner portable: a running worker pool (vocalsep-beam-worker-pool) to "
+        "use instead of starting one",
+    )
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Adds ``pipeline`` and its subcommands to the top-level parser."""
     pipeline = commands.add_parser(
@@ -165,6 +199,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--model-size", choices=("default", "tiny"))
     run.add_argument("--trainer-config", help="JSON object of Trainer settings")
     run.add_argument("--workers", type=int, default=0, help="Beam workers (0: one per CPU)")
+    add_beam_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
     compile_ = actions.add_parser("compile", help="write the Kubeflow Pipelines v2 YAML")
@@ -180,12 +215,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "run's warm start",
     )
     compile_.add_argument(
-        "--beam-runner", choices=("direct", "dataflow", "flink"), default="direct"
+        "--beam-runner",
+        choices=BEAM_RUNNERS,
+        default="direct",
+        help="where ExampleGen and Transform run: in the step's container (direct), on SDK "
+        "workers of a worker pool (portable, --worker-pool), on Flink or on Dataflow",
     )
-    compile_.add_argument("--project", default="")
-    compile_.add_argument("--region", default="")
-    compile_.add_argument("--temp-location", default="")
-    compile_.add_argument("--flink-master", default="")
+    compile_.add_argument("--project", default="", help="Dataflow")
+    compile_.add_argument("--region", default="", help="Dataflow")
+    compile_.add_argument("--temp-location", default="", help="Dataflow")
+    compile_.add_argument("--flink-master", default="", help="Flink's job manager, HOST:PORT")
+    compile_.add_argument(
+        "--flink-environment",
+        choices=FLINK_ENVIRONMENTS,
+        default="external",
+        help="external: each task manager's worker-pool sidecar (k8s/flink), at --worker-pool "
+        "or localhost:50000; docker: the image's Beam SDK container (default: %(default)s)",
+    )
+    compile_.add_argument(
+        "--worker-pool", default="", metavar="HOST:PORT", help="portable, Flink external"
+    )
     compile_.set_defaults(handler=_cmd_compile)
 
     schedule = actions.add_parser("schedule", help="create a KFP recurring run of pipeline.yaml")

@@ -9,6 +9,7 @@ command lines in a notebook.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,13 @@ from vocalsep.model.trainer import TrainerConfig
 DEFAULT_MODEL_NAME = "vocalsep"
 # The container image every Kubeflow step runs in (built by `make image`).
 DEFAULT_IMAGE = "ghcr.io/vocalsep/vocalsep-pipeline:0.1.0"
+_BEAM_SDK_SUFFIX = re.compile(r"(:[^:/]*)?$")
+
+
+def beam_sdk_image(image: str) -> str:
+    """The Beam SDK container of ``image`` (Dockerfile's ``beam-sdk`` target, tagged by
+    scripts/build_image.sh with the same rule): ``-beam-sdk`` before the tag."""
+    return _BEAM_SDK_SUFFIX.sub(r"-beam-sdk\1", image, count=1)
 
 
 def local_beam_args(workers: int = 0) -> tuple[str, ...]:

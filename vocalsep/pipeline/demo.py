@@ -39,6 +39,7 @@ from vocalsep.pipeline.config import (
     roots_from_paths,
 )
 from vocalsep.pipeline.local_runner import run_local
+from vocalsep.pipeline.portable import PORTABLE_UNDER_KFP_LOCAL, beam_stages_on
 
 DEMO_TRACKS = 12
 DEMO_SECONDS = 8.0
@@ -87,6 +88,14 @@ def demo_config(work: Path, data: list[str] | None = None, workers: int = 0) -> 
     )
 
 
+def default_work_folder(orchestrator: str, beam_runner: str) -> str:
+    """The demo's work folder when none is named: one per way of running, so each keeps its
+    own cached results."""
+    if orchestrator == "kfp-local":
+        return "vocalsep-demo-kfp"
+    return "vocalsep-demo-portable" if beam_runner == "portable" else "vocalsep-demo"
+
+
 def _newest(paths: list[Path]) -> Path | None:
     return max(paths, key=lambda path: path.stat().st_mtime, default=None)
 
@@ -97,14 +106,21 @@ def run_demo(
     workers: int = 0,
     orchestrator: str = "local",
     image: str | None = None,
+    *,
+    beam_runner: str = "direct",
+    worker_pool: str = "",
 ) -> dict[str, Path]:
-    """Runs the demo under ``work`` with ``orchestrator``; returns where its results are."""
+    """Runs the demo under ``work`` with ``orchestrator``, its Beam stages on ``beam_runner``
+    (``portable``: SDK workers in ``image``, or of the pool at ``worker_pool``); returns where
+    its results are."""
     from vocalsep.separator import Separator
     from vocalsep.serving.client import ServingClient
     from vocalsep.serving.push import latest_version_dir
 
     if orchestrator not in ORCHESTRATORS:
         raise DemoError(f"orchestrator must be one of {ORCHESTRATORS}, got {orchestrator!r}")
+    if orchestrator == "kfp-local" and beam_runner != "direct":
+        raise DemoError(PORTABLE_UNDER_KFP_LOCAL)
     work = work.resolve()
     config = demo_config(work, data, workers)
     started = time.perf_counter()
@@ -123,7 +139,17 @@ def run_demo(
             f"-> Pusher) under {config.pipeline_root}",
             flush=True,
         )
-        summary = run_local(config)
+        if beam_runner == "portable":
+            pool = worker_pool or f"a worker pool in a container of {image}"
+            print(
+                f"[demo] ExampleGen and Transform on Beam's portable runner, every DoFn in SDK "
+                f"workers of {pool} (log: {work / 'beam-workers.log'})",
+                flush=True,
+            )
+        with beam_stages_on(
+            config, beam_runner, image, worker_pool, work / "beam-workers.log"
+        ) as staged:
+            summary = run_local(staged)
         if summary.executed:
             print(f"[demo] executed: {', '.join(summary.executed)}", flush=True)
         if summary.cached:

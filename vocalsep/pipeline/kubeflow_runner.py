@@ -17,14 +17,17 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from vocalsep import logs
 from vocalsep.data.roots import DatasetRoot
 from vocalsep.evaluation.gate import EvaluatorConfig
+from vocalsep.pipeline import BEAM_RUNNERS, FLINK_ENVIRONMENTS
 from vocalsep.pipeline.config import (
     DEFAULT_IMAGE,
     DEFAULT_MODEL_FLOOR_DB,
     DEFAULT_MODEL_TRAINER,
     PipelineConfig,
+    beam_sdk_image,
     local_beam_args,
 )
 from vocalsep.pipeline.pipeline import create_pipeline
+from vocalsep.pipeline.portable import portable_beam_args
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -33,7 +36,10 @@ IMAGE_SCHEMA_DIR = "/opt/vocalsep/schema"
 # Every step's container command: TFX's v2 executor runner behind our repairs of what KFP v2
 # orchestrators hand over (vocalsep.pipeline.kfp_executor).
 STEP_COMMAND = ["python", "-m", "vocalsep.pipeline.kfp_executor"]
-BEAM_RUNNERS = ("direct", "dataflow", "flink")
+# A Flink task manager's worker-pool sidecar, as k8s/flink runs it: same pod, so localhost.
+FLINK_SIDECAR_POOL = "localhost:50000"
+FLINK_VERSION = "1.18"
+"""The Flink of k8s/flink (flink:1.18.1), one Beam 2.59 publishes a runner for."""
 
 
 def beam_args(
@@ -43,12 +49,24 @@ def beam_args(
     region: str = "",
     temp_location: str = "",
     flink_master: str = "",
+    flink_environment: str = "external",
+    worker_pool: str = "",
+    image: str = DEFAULT_IMAGE,
     workers: int = 0,
 ) -> tuple[str, ...]:
-    """Beam pipeline args for ExampleGen and Transform on one of ``BEAM_RUNNERS``."""
+    """Beam pipeline args for ExampleGen and Transform on one of ``BEAM_RUNNERS``.
+
+    ``portable`` and Flink's ``external`` environment run the SDK workers of the pool at
+    ``worker_pool``; Flink's ``docker`` environment and Dataflow start ``image``'s Beam SDK
+    container (``beam_sdk_image``), so no code is staged at submission: it is in the image.
+    """
     if runner == "direct":
         # The workers are processes of the step's container: quiet them as the step itself.
         return (*local_beam_args(workers), logs.BEAM_WORKER_PLUGIN)
+    if runner == "portable":
+        if not worker_pool:
+            raise ValueError("the portable runner needs worker_pool (host:port)")
+        return portable_beam_args(worker_pool, image)
     if runner == "dataflow":
         missing = [
             name
@@ -67,6 +85,9 @@ def beam_args(
             f"--region={region}",
             f"--temp_location={temp_location}",
             "--experiments=use_runner_v2",
+            f"--sdk_container_image={beam_sdk_image(image)}",
+            "--sdk_location=container",
+            logs.BEAM_WORKER_PLUGIN,
         ]
         if workers:
             args.append(f"--max_num_workers={workers}")
@@ -74,10 +95,32 @@ def beam_args(
     if runner == "flink":
         if not flink_master:
             raise ValueError("the Flink runner needs flink_master (host:port)")
+        if flink_environment == "external":
+            environment = [
+                "--environment_type=EXTERNAL",
+                f"--environment_config={worker_pool or FLINK_SIDECAR_POOL}",
+            ]
+        elif flink_environment == "docker":
+            environment = [
+                "--environment_type=DOCKER",
+                f"--environment_config={beam_sdk_image(image)}",
+            ]
+        else:
+            raise ValueError(
+                f"the Flink environment must be one of {FLINK_ENVIRONMENTS}, "
+                f"got {flink_environment!r}"
+            )
         args = [
             "--runner=FlinkRunner",
             f"--flink_master={flink_master}",
-            "--environment_type=LOOPBACK",
+            # Submitted over Flink's REST API as a jar Beam builds (it fetches Beam's Flink job
+            # server jar from Maven Central): the step's container needs no Java.
+            "--flink_submit_uber_jar",
+            f"--flink_version={FLINK_VERSION}",
+            *environment,
+            # The workers run this image (a sidecar of it, or it): TFX stages no copy of itself.
+            f"--sdk_container_image={beam_sdk_image(image)}",
+            logs.BEAM_WORKER_PLUGIN,
         ]
         if workers:
             args.append(f"--parallelism={workers}")
