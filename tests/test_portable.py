@@ -205,10 +205,13 @@ def test_portable_stages_run_with_the_local_orchestrator_only(tmp_path: Path) ->
     assert demo.default_work_folder("local", "portable") == "vocalsep-demo-portable"
 
 
-def test_stage_folders_are_the_root_and_the_data_not_buckets(tmp_path: Path) -> None:
+def test_stage_folders_are_the_root_to_write_and_the_data_to_read_not_buckets(
+    tmp_path: Path,
+) -> None:
     config = demo.demo_config(tmp_path, data=[str(tmp_path / "music"), "gs://bucket/drops"])
-    assert portable.stage_folders(config) == sorted(
-        [str(tmp_path / "music"), str(tmp_path / "pipeline")]
+    assert portable.stage_folders(config) == (
+        [str(tmp_path / "pipeline")],
+        [str(tmp_path / "music")],
     )
 
 
@@ -254,7 +257,9 @@ def stage_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     synth.write_dataset(work / "data", 4, 3.0, seed=23, layout="hq")
     direct = _data_stage(work / "direct", work / "data", local_beam_args(2))
     log = work / "beam-workers.log"
-    with portable.worker_pool_in_image(DEFAULT_IMAGE, [str(work)], log_path=log) as address:
+    with portable.worker_pool_in_image(
+        DEFAULT_IMAGE, [str(work / "portable")], [str(work / "data")], log_path=log
+    ) as address:
         on_pool = _data_stage(
             work / "portable", work / "data", portable.portable_beam_args(address, DEFAULT_IMAGE)
         )

@@ -74,14 +74,17 @@ def check_worker_pool(address: str, deadline_s: float = 5.0) -> None:
             time.sleep(0.2)
 
 
-def stage_folders(config: PipelineConfig) -> list[str]:
-    """The local folders ExampleGen and Transform read or write: the data and the root."""
-    folders = {config.pipeline_root}
-    folders.update(root.path.split(SPAN_TOKEN)[0] for root in config.data_roots)
+def stage_folders(config: PipelineConfig) -> tuple[list[str], list[str]]:
+    """The local folders ExampleGen and Transform write (the pipeline root) and only read (the
+    data, the schema), as ``(writable, read_only)``; buckets need no mount."""
+
+    def local(folders: set[str]) -> list[str]:
+        return sorted({str(Path(f).resolve()) for f in folders if "://" not in f})
+
+    read = {root.path.split(SPAN_TOKEN)[0] for root in config.data_roots}
     if config.schema_dir:
-        folders.add(config.schema_dir)
-    local = (Path(folder).resolve() for folder in folders if "://" not in folder)
-    return sorted({str(folder) for folder in local})
+        read.add(config.schema_dir)
+    return local({config.pipeline_root}), local(read)
 
 
 def _check_image_runs_our_code(client: Any, image: str) -> None:
@@ -111,12 +114,13 @@ def _check_image_runs_our_code(client: Any, image: str) -> None:
 def worker_pool_in_image(
     image: str,
     folders: Sequence[str],
+    read_only: Sequence[str] = (),
     port: int = WORKER_POOL_PORT,
     log_path: Path | None = None,
 ) -> Iterator[str]:
     """A worker pool in a container of ``image`` on 127.0.0.1:``port`` for the block; yields
-    its address. ``folders`` are mounted at their own paths; the pool's log is written to
-    ``log_path`` when it stops."""
+    its address. ``folders`` (writable) and ``read_only`` are mounted at their own paths; the
+    pool's log is written to ``log_path`` when it stops."""
     from vocalsep.pipeline.kfp_local_runner import docker_client
 
     address = f"127.0.0.1:{port}"
@@ -142,7 +146,10 @@ def worker_pool_in_image(
         network_mode="host",
         user=f"{os.getuid()}:{os.getgid()}",
         environment={"HOME": "/tmp"},
-        volumes={folder: {"bind": folder, "mode": "rw"} for folder in folders},
+        volumes={
+            **{folder: {"bind": folder, "mode": "ro"} for folder in read_only},
+            **{folder: {"bind": folder, "mode": "rw"} for folder in folders},
+        },
         labels={"vocalsep.role": "beam-worker-pool"},
     )
     try:
@@ -195,5 +202,6 @@ def beam_stages_on(
         check_worker_pool(worker_pool)
         yield dataclasses.replace(config, beam_pipeline_args=portable_beam_args(worker_pool, image))
         return
-    with worker_pool_in_image(image, stage_folders(config), log_path=log_path) as address:
+    writable, read_only = stage_folders(config)
+    with worker_pool_in_image(image, writable, read_only, log_path=log_path) as address:
         yield dataclasses.replace(config, beam_pipeline_args=portable_beam_args(address, image))
