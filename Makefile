@@ -25,6 +25,8 @@ demo: install
 
 # On a machine that reaches no image registry (a Debian-made base and a host wheelhouse,
 # both cached); `image-from-registries` is the plain build on python:3.11-slim-bookworm + PyPI.
+# Both also tag the Dockerfile's beam-sdk target, IMAGE with -beam-sdk before its tag: the Beam
+# SDK container Dataflow and Flink's DOCKER environment start.
 image:
 	bash scripts/build_image.sh $(IMAGE)
 

@@ -104,8 +104,20 @@ def test_dataflow_starts_the_images_sdk_container_and_stages_no_code() -> None:
         "dataflow", project="p", region="europe-west4", temp_location="gs://b/tmp"
     )
     options = PipelineOptions(list(args))
-    # What DataflowRunner hands its workers (the job itself needs Google Cloud to build).
-    assert apiclient.get_container_image_from_options(options) == SDK_IMAGE
+    # The job graph as DataflowRunner builds it, short of Google Cloud (a Pipeline with these
+    # options already looks up the staging bucket, so the graph is built without them): the
+    # default environment is the image Dataflow's options name.
+    image = apiclient.get_container_image_from_options(options)
+    assert image == SDK_IMAGE
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create(["a"]) | beam.Map(len)
+    proto = pipeline.to_runner_api(
+        default_environment=environments.DockerEnvironment.from_container_image(image)
+    )
+    for environment in proto.components.environments.values():
+        assert environment.urn == common_urns.environments.DOCKER.urn
+        payload = beam_runner_api_pb2.DockerPayload.FromString(environment.payload)
+        assert payload.container_image == SDK_IMAGE
     staged = environments.python_sdk_dependencies(options)
     names = {
         beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(a.role_payload).staged_name

@@ -36,7 +36,10 @@ PORTABLE_UNDER_KFP_LOCAL = (
 )
 POOL_START_DEADLINE_S = 60.0
 # Everything the stages' DoFns import, checked in the image before a pipeline is submitted.
-WORKER_IMPORTS = "import vocalsep.beam_worker, vocalsep.data.examples, vocalsep.transforms"
+WORKER_IMPORTS = (
+    "import vocalsep.beam_worker, vocalsep.components.example_gen.executor, "
+    "vocalsep.transforms.preprocessing"
+)
 
 
 def portable_beam_args(worker_pool: str, image: str) -> tuple[str, ...]:
