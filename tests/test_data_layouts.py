@@ -246,6 +246,8 @@ def test_a_span_root_reads_its_newest_drop_as_example_gen_does(tmp_path: Path) -
         (tmp_path / "drops" / name).mkdir(parents=True)
     root = roots.DatasetRoot(str(tmp_path / "drops" / "span-{SPAN}"), name="songs")
     assert root.with_newest_span().path == str(tmp_path / "drops" / "span-12")
+    assert root.base_folder == str(tmp_path / "drops")  # where the drops are listed
+    assert root.with_newest_span().base_folder == str(tmp_path / "drops" / "span-12")
     assert root.with_newest_span().name == "songs"
     plain = roots.DatasetRoot(str(tmp_path / "drops" / "span-1"), name="songs")
     assert plain.with_newest_span() == plain

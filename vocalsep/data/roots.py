@@ -105,6 +105,20 @@ class DatasetRoot:
         """Inverse of to_dict."""
         return cls(**dict(values))
 
+    @property
+    def base_folder(self) -> str:
+        """The folder every ``{SPAN}`` drop lies under (the path itself without one): where
+        ExampleGen lists the drops, and what a container must see to read any of them."""
+        if SPAN_TOKEN not in self.path:
+            return self.path
+        parts, index = self._span_part()
+        return "/".join(parts[:index]) or "/"
+
+    def _span_part(self) -> tuple[list[str], int]:
+        """The path's parts, and which one holds ``{SPAN}``."""
+        parts = self.path.rstrip("/").split("/")
+        return parts, next(i for i, part in enumerate(parts) if SPAN_TOKEN in part)
+
     def with_path(self, path: str) -> DatasetRoot:
         """The same root read from another folder (a resolved ``{SPAN}`` drop)."""
         return dataclasses.replace(self, path=path)
@@ -114,9 +128,8 @@ class DatasetRoot:
         ExampleGen picks it without a RangeConfig; unchanged without ``{SPAN}``."""
         if SPAN_TOKEN not in self.path:
             return self
-        parts = self.path.rstrip("/").split("/")
-        index = next(i for i, part in enumerate(parts) if SPAN_TOKEN in part)
-        parent = "/".join(parts[:index]) or "/"
+        parent = self.base_folder
+        parts, index = self._span_part()
         pattern = re.compile(re.escape(parts[index]).replace(re.escape(SPAN_TOKEN), r"(\d+)"))
         spans = [
             (int(match.group(1)), name)

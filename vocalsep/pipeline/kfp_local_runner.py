@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from vocalsep.data.roots import SPAN_TOKEN
 from vocalsep.errors import OrchestratorError
 from vocalsep.pipeline.config import PipelineConfig
 from vocalsep.pipeline.kubeflow_runner import compile_pipeline
@@ -83,7 +82,7 @@ def docker_client(image: str) -> Any:
 
 def paths_outside(config: PipelineConfig, root: Path) -> list[str]:
     """The local paths ``config``'s steps read or write that a container would not see."""
-    paths = [dataset.path.split(SPAN_TOKEN)[0] for dataset in config.data_roots]
+    paths = [dataset.base_folder for dataset in config.data_roots]
     paths.append(config.serving_base_dir)
     if config.imported_model_uri:
         paths.append(config.imported_model_uri)

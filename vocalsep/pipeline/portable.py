@@ -23,7 +23,6 @@ from typing import Any
 
 from vocalsep import logs
 from vocalsep.beam_worker import POOL_COMMAND
-from vocalsep.data.roots import SPAN_TOKEN
 from vocalsep.errors import BeamWorkerError, OrchestratorError
 from vocalsep.pipeline import LOCAL_BEAM_RUNNERS
 from vocalsep.pipeline.config import PipelineConfig, beam_sdk_image
@@ -84,7 +83,7 @@ def stage_folders(config: PipelineConfig) -> tuple[list[str], list[str]]:
     def local(folders: set[str]) -> list[str]:
         return sorted({str(Path(f).resolve()) for f in folders if "://" not in f})
 
-    read = {root.path.split(SPAN_TOKEN)[0] for root in config.data_roots}
+    read = {root.base_folder for root in config.data_roots}
     if config.schema_dir:
         read.add(config.schema_dir)
     return local({config.pipeline_root}), local(read)
