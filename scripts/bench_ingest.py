@@ -136,12 +136,13 @@ def measure(
             wall = time.perf_counter() - start
         started, peak = _POOL_PEAK.search(log.read_text()).groups()
         worker_peak_mib: float | None = float(peak)
-        workers = int(started) // 2  # one per Beam job: ExampleGen's and Transform's
+        pool_workers: int | None = int(started)  # one per Beam job: ExampleGen's, Transform's
     else:
         start = time.perf_counter()
         subprocess.run(command, check=True)
         wall = time.perf_counter() - start
         worker_peak_mib = None
+        pool_workers = None
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result = json.loads((work_dir / RESULT_FILE).read_text())
@@ -162,6 +163,7 @@ def measure(
         # worker) for the DirectRunner; the pool's largest SDK worker for portable.
         max_rss_mib=after.ru_maxrss / 1024,
         worker_peak_rss_mib=worker_peak_mib,
+        pool_workers_started=pool_workers,
     )
     return result
 

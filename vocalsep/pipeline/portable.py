@@ -56,24 +56,29 @@ def portable_beam_args(worker_pool: str, image: str) -> tuple[str, ...]:
     )
 
 
-def check_worker_pool(address: str, deadline_s: float = 5.0) -> None:
-    """Raises ``BeamWorkerError`` unless something accepts connections at ``address``."""
+def _refused(address: str) -> OSError | None:
+    """Why nothing accepts a connection at ``address`` now; None when something does."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise BeamWorkerError(f"a worker pool address is HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return None
+    except OSError as error:
+        return error
+
+
+def check_worker_pool(address: str, deadline_s: float = 5.0) -> None:
+    """Raises ``BeamWorkerError`` unless something accepts connections at ``address``."""
     stop = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection((host, int(port)), timeout=1.0):
-                return
-        except OSError as error:
-            if time.monotonic() > stop:
-                raise BeamWorkerError(
-                    f"no Beam worker pool answers at {address} ({error.strerror or error}): "
-                    f"start one (`{POOL_COMMAND} --address {address}` in the image) or leave "
-                    "the address out to have one started"
-                ) from None
-            time.sleep(0.2)
+    while (error := _refused(address)) is not None:
+        if time.monotonic() > stop:
+            raise BeamWorkerError(
+                f"no Beam worker pool answers at {address} ({error.strerror or error}): "
+                f"start one (`{POOL_COMMAND} --address {address}` in the image) or leave "
+                "the address out to have one started"
+            )
+        time.sleep(0.2)
 
 
 def stage_folders(config: PipelineConfig) -> tuple[list[str], list[str]]:
@@ -126,11 +131,7 @@ def worker_pool_in_image(
     from vocalsep.pipeline.kfp_local_runner import docker_client
 
     address = f"127.0.0.1:{port}"
-    try:
-        check_worker_pool(address, deadline_s=0.0)
-    except BeamWorkerError:
-        pass
-    else:
+    if _refused(address) is None:
         raise BeamWorkerError(
             f"port {port} is taken: pass that pool's address to use it, or stop what listens there"
         )
@@ -167,18 +168,12 @@ def worker_pool_in_image(
 
 def _wait_until_listening(container: Any, address: str) -> None:
     stop = time.monotonic() + POOL_START_DEADLINE_S
-    while True:
-        try:
-            check_worker_pool(address, deadline_s=0.0)
-            return
-        except BeamWorkerError:
-            container.reload()
-            if container.status == "exited" or time.monotonic() > stop:
-                tail = container.logs(tail=10).decode(errors="replace")
-                raise BeamWorkerError(
-                    f"the Beam worker pool did not start on {address}:\n{tail}"
-                ) from None
-            time.sleep(0.5)
+    while _refused(address) is not None:
+        container.reload()
+        if container.status == "exited" or time.monotonic() > stop:
+            tail = container.logs(tail=10).decode(errors="replace")
+            raise BeamWorkerError(f"the Beam worker pool did not start on {address}:\n{tail}")
+        time.sleep(0.5)
 
 
 @contextmanager
